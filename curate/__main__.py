@@ -1,0 +1,3 @@
+from curate.pipelines.cli import main
+
+main()
