@@ -1,0 +1,257 @@
+"""The ``curate`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+import curate
+
+from .errors import CurateError
+
+EXIT_CODES = """\b
+Exit codes:
+  0  success
+  1  the run failed (see the log file it names)
+  2  invalid pipeline file or command line: nothing was run or written
+  3  bad input data (malformed record with on_error: fail)
+  4  dataset missing or unreadable
+  130 interrupted (Ctrl-C): no version was written
+"""
+
+err_console = Console(stderr=True)
+out_console = Console()
+
+
+def _fail(exc: CurateError) -> None:
+    err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+    if exc.hint:
+        err_console.print(f"  hint: {exc.hint}", highlight=False)
+    sys.exit(exc.exit_code)
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXIT_CODES,
+)
+@click.version_option(curate.__version__, prog_name="curate")
+def cli() -> None:
+    """curate: data curation pipelines for training small language models.
+
+    A pipeline file (YAML) names an input, a list of stages and an output dataset.
+    `curate run` executes it on Ray (a local Ray started in-process by default) and
+    writes one new version of a Delta Lake dataset; `curate versions` and
+    `curate show` inspect what was written.
+    """
+
+
+@cli.command()
+@click.argument("pipeline_file", type=click.Path(dir_okay=False))
+@click.option("--progress/--no-progress", default=None, help="Live per-stage progress (default: on when stderr is a terminal).")
+def run(pipeline_file: str, progress: bool | None) -> None:
+    """Run PIPELINE_FILE and write one new version of its output dataset.
+
+    The file is validated completely before Ray starts. The run writes Parquet shards and
+    commits them atomically as one Delta version (with run metadata: config, inputs, per-stage
+    counts, timings); an interrupted run leaves the dataset at its previous version.
+    A log file per run goes to run.log_dir (default .curate/runs/).
+
+    \b
+    Minimal pipeline:
+      input:
+        format: jsonl
+        paths: [data/*.jsonl]
+      stages:
+        - normalize: {}
+        - length_filter: {min_chars: 50}
+        - exact_dedup: {}
+      output:
+        dataset: out/web
+        keep_dropped: true
+    """
+    from .config import load_pipeline
+    from .runner import run_pipeline
+
+    try:
+        pipeline = load_pipeline(pipeline_file)
+        run_pipeline(pipeline, console=err_console, progress=progress)
+    except CurateError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted:[/] no version was written")
+        sys.exit(130)
+
+
+@cli.command()
+@click.argument("pipeline_file", type=click.Path(dir_okay=False))
+def validate(pipeline_file: str) -> None:
+    """Check PIPELINE_FILE without running it: YAML, keys, stage types and params, input paths.
+
+    Exits 0 and prints the stages when valid; exits 2 with every problem's file, line and key
+    otherwise. Nothing is started or written.
+    """
+    from .config import load_pipeline
+    from .readers import plan_inputs
+
+    try:
+        pipeline = load_pipeline(pipeline_file)
+        files = plan_inputs(pipeline.config.input)
+    except CurateError as exc:
+        _fail(exc)
+    out_console.print(f"{pipeline_file}: valid ({len(files)} input files, {sum(f.size for f in files):,} bytes)", highlight=False)
+    for s in pipeline.stages:
+        out_console.print(f"  - {s.name}: {json.dumps(s.params.model_dump(mode='json'))}", highlight=False)
+    out_console.print(f"  -> {pipeline.config.output.dataset}", highlight=False)
+
+
+@cli.command()
+@click.argument("dataset")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def versions(dataset: str, as_json: bool) -> None:
+    """List the versions of DATASET (a path or URL), newest first, with each run's counts."""
+    from .store import history
+
+    try:
+        entries = history(dataset)
+    except CurateError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps(entries, indent=2, default=str))
+        return
+    table = Table(title=dataset, title_justify="left")
+    for col in ("version", "time (UTC)", "run", "rows", "dropped", "input files", "config"):
+        table.add_column(col, justify="right" if col in ("version", "rows", "dropped", "input files") else "left")
+    for e in entries:
+        run_ = e["run"]
+        ts = e.get("timestamp")
+        when = _fmt_time(ts)
+        table.add_row(
+            str(e["version"]),
+            when,
+            run_.get("run_id", e.get("operation") or ""),
+            f"{run_['rows']:,}" if "rows" in run_ else "",
+            f"{run_['rows_in'] - run_['rows']:,}" if "rows_in" in run_ else "",
+            str(len(run_.get("inputs", []))) if run_ else "",
+            run_.get("config_fingerprint", ""),
+        )
+    out_console.print(table)
+
+
+def _fmt_time(ts: Any) -> str:
+    from datetime import datetime, timezone
+
+    if isinstance(ts, (int, float)):
+        return datetime.fromtimestamp(ts / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return str(ts or "")
+
+
+@cli.command()
+@click.argument("dataset_ref", metavar="DATASET[@VERSION]")
+@click.option("--files", "list_files", is_flag=True, help="Print only the Parquet shard URIs (one per line), for training loaders.")
+@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
+@click.option("--config", "show_config", is_flag=True, help="Also print the resolved pipeline config of the run.")
+def show(dataset_ref: str, list_files: bool, as_json: bool, show_config: bool) -> None:
+    """Describe DATASET at a version (default: latest): schema, rows, shards, per-stage stats.
+
+    \b
+    Examples:
+      curate show out/web
+      curate show out/web@0 --config
+      curate show out/web --files > shards.txt
+    """
+    from .store import open_table, parse_dataset_ref, run_metadata
+
+    path, version = parse_dataset_ref(dataset_ref)
+    try:
+        dt = open_table(path, version)
+        v = int(dt.version())
+        files = dt.file_uris()
+        if list_files:
+            for f in files:
+                click.echo(f)
+            return
+        meta = run_metadata(path, v)
+        adds = dt.get_add_actions(flatten=True)
+        rows = sum(x or 0 for x in adds.column("num_records").to_pylist()) if adds.num_rows else 0
+        size = sum(adds.column("size_bytes").to_pylist()) if adds.num_rows else 0
+        schema = dt.schema().to_arrow()
+    except CurateError as exc:
+        _fail(exc)
+    info = {
+        "dataset": path,
+        "version": v,
+        "rows": rows,
+        "shards": len(files),
+        "bytes": size,
+        "schema": {f.name: str(f.type) for f in schema},
+        "run": meta,
+    }
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    c = out_console
+    c.print(f"[bold]{path}[/] version {v}: {rows:,} rows in {len(files)} shards, {size / 1e6:,.1f} MB", highlight=False)
+    c.print("schema: " + ", ".join(f"{k}: {t}" for k, t in info["schema"].items()), highlight=False)
+    if meta:
+        c.print(f"run {meta.get('run_id')} of {meta.get('pipeline_file')} (curate {meta.get('curate_version')}, config {meta.get('config_fingerprint')})", highlight=False)
+        t = meta.get("timings", {})
+        c.print(f"timings: {', '.join(f'{k} {v_}s' for k, v_ in t.items())}", highlight=False)
+        c.print(f"inputs: {len(meta.get('inputs', []))} files, {sum(i.get('size') or 0 for i in meta.get('inputs', [])):,} bytes", highlight=False)
+        if meta.get("dropped_dataset"):
+            d = meta["dropped_dataset"]
+            c.print(f"dropped rows: {d['path']}@{d['version']}", highlight=False)
+        from .progress import summary_table
+
+        c.print(summary_table(meta.get("stages", []), "stages"))
+        if show_config:
+            import yaml
+
+            c.print(yaml.safe_dump(meta.get("config", {}), sort_keys=False), highlight=False)
+    else:
+        c.print("(this version was not written by curate run: no run metadata)")
+
+
+@cli.command()
+@click.argument("name", required=False)
+def stages(name: str | None) -> None:
+    """List the available stage types, or describe stage NAME's params."""
+    from .registry import builtin_stages, resolve_stage
+
+    if name is None:
+        table = Table(title="stages", title_justify="left")
+        table.add_column("type")
+        table.add_column("kind")
+        table.add_column("description")
+        for key, cls in sorted(builtin_stages().items()):
+            kind = "global" if hasattr(cls, "resolve") else ("filter" if hasattr(cls, "keep_batch") else "map")
+            if cls.stateful:
+                kind += ", model"
+            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+            table.add_row(key, kind, doc)
+        out_console.print(table)
+        return
+    try:
+        cls = resolve_stage(name)
+    except CurateError as exc:
+        _fail(exc)
+    out_console.print(f"[bold]{name}[/]: {(cls.__doc__ or '').strip()}", highlight=False)
+    table = Table(title="params", title_justify="left")
+    for col in ("param", "type", "default", "description"):
+        table.add_column(col)
+    for pname, field in cls.Params.model_fields.items():
+        default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+        table.add_row(pname, str(field.annotation).replace("typing.", ""), default, field.description or "")
+    out_console.print(table)
+
+
+def main() -> None:
+    cli(prog_name="curate")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""The pipeline file: a typed, validated description of one run.
+
+Validated completely (stage types resolved, every stage's params checked) before Ray starts.
+Every error names the file, the line, the key path, the bad value and what is allowed.
+
+Minimal form::
+
+    input:
+      format: jsonl
+      paths: [data/*.jsonl]
+    stages:
+      - normalize: {}
+      - length_filter: {min_chars: 50}
+      - exact_dedup: {}
+    output:
+      dataset: out/web
+      keep_dropped: true
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+from .registry import resolve_stage
+from .stage import Params, Stage
+from .yamlsource import Key, Located, format_key, load_yaml
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputConfig(_Model):
+    """Where documents come from."""
+
+    format: Literal["jsonl", "parquet", "text", "delta"] = Field(
+        description="jsonl (plain, .gz, .zst), parquet, text (one document per file) or delta (a curate dataset)"
+    )
+    paths: list[str] = Field(
+        min_length=1,
+        description="files, folders or globs; local paths or fsspec URLs (s3://...). For delta: table paths, optionally path@VERSION",
+    )
+    text_field: str = Field("text", description="field holding the document text")
+    id_field: str = Field("id", description="field holding the document id; ids are derived from the text when missing")
+    keep_fields: list[str] = Field(default_factory=list, description="other input fields to carry into the output")
+    on_error: Literal["fail", "skip"] = Field(
+        "fail", description="malformed records: fail the run, or skip them (counted and recorded as dropped by stage 'read')"
+    )
+    version: int | None = Field(None, ge=0, description="delta input: the version to read (default: latest)")
+    storage_options: dict[str, str] = Field(default_factory=dict, description="fsspec / object-store options")
+    read_batch_rows: int = Field(10_000, gt=0, description="rows per block produced by the reader")
+
+    @field_validator("paths")
+    @classmethod
+    def _non_empty(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if not p.strip():
+                raise ValueError("a path must not be empty")
+        return v
+
+
+class OutputConfig(_Model):
+    """Where the curated dataset is written: a Delta Lake table, one version per run."""
+
+    dataset: str = Field(description="Delta table path or URL (created on the first run)")
+    keep_dropped: bool = Field(False, description="write dropped rows (with stage, rule, reason) to a sibling table")
+    dropped_dataset: str | None = Field(None, description="where dropped rows go (default: DATASET.dropped)")
+    mode: Literal["overwrite", "append"] = Field(
+        "overwrite", description="overwrite: the new version holds this run's rows; append: adds them to the previous version"
+    )
+    shard_rows: int = Field(250_000, gt=0, description="maximum rows per Parquet shard")
+    shard_bytes: ByteSize = Field(ByteSize(256 * 1024**2), gt=0, description="approximate maximum bytes per Parquet shard (e.g. 128MB)")
+    compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+    storage_options: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def dropped_path(self) -> str:
+        return self.dropped_dataset or self.dataset.rstrip("/") + ".dropped"
+
+
+class RayConfig(_Model):
+    """Where stages run. Default: a local Ray started in-process."""
+
+    address: str | None = Field(None, description="unset/local: start Ray in-process; auto or ray://host:port: join a cluster")
+    num_cpus: int | None = Field(None, gt=0, description="CPUs for the in-process Ray (default: all)")
+    object_store_memory: ByteSize | None = Field(None, description="object store size for the in-process Ray, e.g. 2GB")
+
+
+class RunConfig(_Model):
+    """How the run reports."""
+
+    log_dir: str = Field(".curate/runs", description="folder for one log file per run")
+    progress: bool = Field(True, description="live per-stage progress display")
+
+
+class StageSpec(_Model):
+    type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class PipelineConfig(_Model):
+    name: str | None = None
+    input: InputConfig
+    stages: list[StageSpec] = Field(default_factory=list)
+    output: OutputConfig
+    ray: RayConfig = RayConfig()
+    run: RunConfig = RunConfig()
+
+
+@dataclasses.dataclass
+class Pipeline:
+    """A validated pipeline: its config, its instantiated stages and where it came from."""
+
+    config: PipelineConfig
+    stages: list[Stage[Any]]
+    source: str
+    base_dir: Path
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.resolved(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def resolved(self) -> dict[str, Any]:
+        """The config with every default filled in (what is recorded in the commit metadata)."""
+        d = self.config.model_dump(mode="json")
+        d["stages"] = [{s.name or type(s).__name__: s.params.model_dump(mode="json")} for s in self.stages]
+        return d
+
+
+def _describe_allowed(err: dict[str, Any]) -> str:
+    ctx = err.get("ctx") or {}
+    if "expected" in ctx:
+        return f"allowed: {ctx['expected']}"
+    for k, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+        if k in ctx:
+            return f"allowed: a value {word} {ctx[k]}"
+    return ""
+
+
+def _errors_to_message(exc: ValidationError, located: Located, prefix: Key, model: type[BaseModel] | None = None) -> str:
+    lines = []
+    for err in exc.errors():
+        key: Key = prefix + tuple(err["loc"])
+        where = located.where(key)
+        value = err.get("input")
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            allowed = sorted(model.model_fields) if model is not None and len(err["loc"]) == 1 else None
+            msg = "unknown key" + (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
+            lines.append(f"{where}: {format_key(key)}: {msg}")
+            continue
+        if err["type"] == "missing":
+            lines.append(f"{where}: {format_key(key)}: required key is missing")
+            continue
+        allowed = _describe_allowed(err)
+        shown = repr(value) if not isinstance(value, dict) else "a mapping"
+        lines.append(f"{where}: {format_key(key)}: {msg} (got {shown})" + (f"; {allowed}" if allowed else ""))
+    return "\n".join(lines)
+
+
+def parse_pipeline(located: Located) -> Pipeline:
+    data = located.data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{located.path}:1: a pipeline file must be a mapping with input, stages and output")
+    raw_stages = data.get("stages", [])
+    if raw_stages is None:
+        raw_stages = []
+    if not isinstance(raw_stages, list):
+        raise ConfigError(f"{located.where(('stages',))}: stages must be a list, e.g. `- normalize: {{}}`")
+    specs: list[dict[str, Any]] = []
+    for i, item in enumerate(raw_stages):
+        key: Key = ("stages", i)
+        if isinstance(item, str):
+            item = {item: {}}
+        if not isinstance(item, dict) or len(item) != 1:
+            raise ConfigError(
+                f"{located.where(key)}: {format_key(key)}: each stage is a mapping of one stage type to its params",
+                hint="write e.g. `- length_filter: {min_chars: 50}`",
+            )
+        (type_name, params), = item.items()
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            raise ConfigError(f"{located.where(key + (type_name,))}: {format_key(key + (type_name,))}: stage params must be a mapping (got {params!r})")
+        specs.append({"type": str(type_name), "params": params})
+    try:
+        config = PipelineConfig.model_validate({**data, "stages": specs})
+    except ValidationError as exc:
+        raise ConfigError(_errors_to_message(exc, located, (), PipelineConfig)) from None
+
+    stages: list[Stage[Any]] = []
+    for i, spec in enumerate(config.stages):
+        key = ("stages", i, spec.type)
+        try:
+            cls = resolve_stage(spec.type)
+        except ConfigError as exc:
+            raise ConfigError(f"{located.where(key)}: {format_key(('stages', i))}: {exc.message}", exc.hint) from None
+        params_model: type[Params] = cls.Params
+        try:
+            params = params_model.model_validate(spec.params)
+        except ValidationError as exc:
+            raise ConfigError(_errors_to_message(exc, located, key, params_model)) from None
+        stage = cls(params)
+        try:
+            check = getattr(stage, "check", None)
+            if check is not None:
+                check(Path(located.path).parent)
+        except ConfigError as exc:
+            raise ConfigError(f"{located.where(key)}: {format_key(key)}: {exc.message}", exc.hint) from None
+        stages.append(stage)
+    return Pipeline(config=config, stages=stages, source=located.path, base_dir=Path(located.path).resolve().parent)
+
+
+def load_pipeline(path: str | Path) -> Pipeline:
+    """Read, interpolate and validate a pipeline file; raises :class:`ConfigError`."""
+    return parse_pipeline(load_yaml(path))

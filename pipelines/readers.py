@@ -1,0 +1,421 @@
+"""Readers: turn input files into Arrow batches with ``id``, ``text`` and ``_curate_pos``.
+
+Planning (listing files, sizes, modification times, splitting large files into byte ranges) runs
+in the driver before any data is read; reading runs in Ray tasks, one per :class:`ReadTask`,
+streaming batches of ``read_batch_rows`` rows so a large file never sits whole in memory.
+
+``_curate_pos`` is ``file_index << 40 | offset`` where offset is the byte offset of the line
+(JSONL, in the decompressed stream) or the row number (Parquet, Delta): unique within a run and
+the same on every run over the same files, whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob as globlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import xxhash
+
+from .config import InputConfig
+from .errors import ConfigError, InputDataError
+from .stage import DROP_COLUMNS, DROP_REASON, DROP_RULE, DROP_STAGE, DUPLICATE_OF, POS
+
+POS_SHIFT = 40
+#: uncompressed JSONL files larger than this are read by several tasks in parallel
+SPLIT_BYTES = 64 * 1024**2
+MAX_RECORDED_TEXT = 64 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class InputFile:
+    index: int
+    path: str
+    size: int
+    mtime: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadTask:
+    file: InputFile
+    start: int = 0
+    end: int | None = None  # byte range [start, end) of an uncompressed JSONL file
+    version: int | None = None  # delta input
+
+
+def task_to_row(task: ReadTask) -> dict[str, Any]:
+    """A flat row (Arrow-friendly) describing a read task."""
+    f = task.file
+    return {"index": f.index, "path": f.path, "size": f.size, "mtime": f.mtime, "start": task.start, "end": task.end}
+
+
+def task_from_row(row: dict[str, Any]) -> ReadTask:
+    return ReadTask(InputFile(row["index"], row["path"], row["size"], row["mtime"]), row["start"], row["end"])
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path
+
+
+def _fs(path: str, storage_options: dict[str, str]) -> Any:
+    import fsspec.core
+
+    fs, _ = fsspec.core.url_to_fs(path, **storage_options)
+    return fs
+
+
+def _split_version(path: str) -> tuple[str, int | None]:
+    base, sep, ver = path.rpartition("@")
+    if sep and ver.isdigit():
+        return base, int(ver)
+    return path, None
+
+
+def plan_inputs(cfg: InputConfig, where: str = "input.paths") -> list[InputFile]:
+    """Expand paths and globs into files (sorted, de-duplicated). Raises ConfigError for paths that match nothing."""
+    out: list[str] = []
+    metas: dict[str, tuple[int, float | None]] = {}
+    for i, raw in enumerate(cfg.paths):
+        if cfg.format == "delta":
+            base, version = _split_version(raw)
+            version = version if version is not None else cfg.version
+            for f in delta_files(base, version, cfg.storage_options, f"{where}[{i}]"):
+                if f[0] not in metas:
+                    out.append(f[0])
+                    metas[f[0]] = (f[1], f[2])
+            continue
+        matched = _expand(raw, cfg)
+        if not matched:
+            raise ConfigError(
+                f"{where}[{i}]: no input files match {raw!r}",
+                hint="check the path (relative paths are relative to the current directory)",
+            )
+        for path, size, mtime in matched:
+            if path not in metas:
+                out.append(path)
+                metas[path] = (size, mtime)
+    return [InputFile(i, p, metas[p][0], metas[p][1]) for i, p in enumerate(out)]
+
+
+_SUFFIXES = {
+    "jsonl": (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz", ".jsonl.zst", ".json.zst", ".ndjson.zst", ".gz", ".zst"),
+    "parquet": (".parquet", ".pq"),
+    "text": (".txt", ".md", ".text", ".rst"),
+}
+
+
+def _expand(raw: str, cfg: InputConfig) -> list[tuple[str, int, float | None]]:
+    suffixes = _SUFFIXES.get(cfg.format, ())
+    if _is_url(raw):
+        fs = _fs(raw, cfg.storage_options)
+        protocol = raw.split("://", 1)[0]
+        if any(c in raw for c in "*?["):
+            names = sorted(fs.glob(raw))
+        elif fs.isdir(raw):
+            names = sorted(n for n in fs.find(raw) if n.endswith(suffixes))
+        elif fs.exists(raw):
+            names = [raw]
+        else:
+            names = []
+        result = []
+        for n in names:
+            info = fs.info(n)
+            if info.get("type") == "directory":
+                continue
+            url = n if "://" in n else f"{protocol}://{n}"
+            mtime = info.get("mtime") or info.get("LastModified")
+            result.append((url, int(info.get("size") or 0), _as_timestamp(mtime)))
+        return result
+    if any(c in raw for c in "*?["):
+        names = sorted(n for n in globlib.glob(raw, recursive=True) if os.path.isfile(n))
+    elif os.path.isdir(raw):
+        names = sorted(
+            os.path.join(d, f) for d, _, fs_ in os.walk(raw) for f in fs_ if f.endswith(suffixes)
+        )
+    elif os.path.isfile(raw):
+        names = [raw]
+    else:
+        names = []
+    result = []
+    for n in names:
+        st = os.stat(n)
+        result.append((os.path.abspath(n), st.st_size, st.st_mtime))
+    return result
+
+
+def _as_timestamp(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    ts = getattr(value, "timestamp", None)
+    return float(ts()) if ts else None
+
+
+def delta_files(uri: str, version: int | None, storage_options: dict[str, str], where: str) -> list[tuple[str, int, float | None]]:
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        dt = DeltaTable(uri, version=version, storage_options=storage_options or None)
+    except TableNotFoundError:
+        raise ConfigError(f"{where}: {uri!r} is not a curate dataset (no Delta table there)") from None
+    except Exception as exc:  # deltalake raises generic errors for a missing version
+        raise ConfigError(f"{where}: cannot open dataset {uri!r} at version {version}: {exc}") from None
+    adds = dt.get_add_actions(flatten=True)
+    sizes = dict(zip(adds.column("path").to_pylist(), adds.column("size_bytes").to_pylist()))
+    out = []
+    for uri_ in dt.file_uris():
+        rel = uri_.rsplit("/", 1)[-1]
+        size = next((v for k, v in sizes.items() if k.endswith(rel)), 0)
+        out.append((uri_, int(size), None))
+    return out
+
+
+def split_tasks(files: list[InputFile], cfg: InputConfig, split_bytes: int = SPLIT_BYTES) -> list[ReadTask]:
+    tasks: list[ReadTask] = []
+    for f in files:
+        splittable = cfg.format == "jsonl" and not f.path.endswith((".gz", ".zst")) and not _is_url(f.path)
+        if splittable and f.size > 2 * split_bytes:
+            for start in range(0, f.size, split_bytes):
+                tasks.append(ReadTask(f, start, min(f.size, start + split_bytes)))
+        else:
+            tasks.append(ReadTask(f))
+    return tasks
+
+
+def _open(path: str, storage_options: dict[str, str]) -> Any:
+    import fsspec
+
+    return fsspec.open(path, "rb", compression="infer", **storage_options).open()
+
+
+def _display(path: str) -> str:
+    if _is_url(path):
+        return path
+    try:
+        rel = os.path.relpath(path)
+        return rel if not rel.startswith("..") else path
+    except ValueError:
+        return path
+
+
+class _Batcher:
+    """Accumulates rows and emits tables of a fixed schema."""
+
+    def __init__(self, cfg: InputConfig) -> None:
+        self.cfg = cfg
+        self.clear()
+
+    def clear(self) -> None:
+        self.ids: list[str] = []
+        self.texts: list[str] = []
+        self.pos: list[int] = []
+        self.extra: dict[str, list[Any]] = {k: [] for k in self.cfg.keep_fields}
+        self.drops: list[tuple[str, str, str] | None] = []
+        self.any_drop = False
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def add(self, doc_id: Any, text: str, pos: int, extra: dict[str, Any] | None = None) -> None:
+        self.ids.append(xxhash.xxh3_128_hexdigest(text.encode("utf-8", "surrogatepass")) if doc_id is None else str(doc_id))
+        self.texts.append(text)
+        self.pos.append(pos)
+        for k, col in self.extra.items():
+            col.append(extra.get(k) if extra else None)
+        self.drops.append(None)
+
+    def add_bad(self, doc_id: str, raw: str, pos: int, rule: str, reason: str) -> None:
+        self.ids.append(doc_id)
+        self.texts.append(raw[:MAX_RECORDED_TEXT])
+        self.pos.append(pos)
+        for col in self.extra.values():
+            col.append(None)
+        self.drops.append(("read", rule, reason))
+        self.any_drop = True
+
+    def table(self) -> pa.Table:
+        cols: dict[str, pa.Array] = {
+            "id": pa.array(self.ids, pa.string()),
+            "text": pa.array(self.texts, pa.string()),
+        }
+        for k, values in self.extra.items():
+            arr = pa.array(values)
+            cols[k] = arr.cast(pa.string()) if pa.types.is_null(arr.type) else arr
+        cols[POS] = pa.array(self.pos, pa.int64())
+        n = len(self.texts)
+        if self.any_drop:
+            cols[DROP_STAGE] = pa.array([d[0] if d else None for d in self.drops], pa.string())
+            cols[DROP_RULE] = pa.array([d[1] if d else None for d in self.drops], pa.string())
+            cols[DROP_REASON] = pa.array([d[2] if d else None for d in self.drops], pa.string())
+        else:
+            for c in (DROP_STAGE, DROP_RULE, DROP_REASON):
+                cols[c] = pa.nulls(n, pa.string())
+        cols[DUPLICATE_OF] = pa.nulls(n, pa.string())
+        table = pa.table(cols)
+        self.clear()
+        return table
+
+
+def read_task(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
+    """Read one task's rows as Arrow tables (runs inside a Ray task)."""
+    if cfg.format == "jsonl":
+        yield from _read_jsonl(task, cfg)
+    elif cfg.format in ("parquet", "delta"):
+        yield from _read_parquet(task, cfg)
+    elif cfg.format == "text":
+        yield from _read_text(task, cfg)
+    else:  # pragma: no cover - excluded by config validation
+        raise ValueError(cfg.format)
+
+
+def _line_number(path: str, offset: int, cfg: InputConfig) -> int:
+    """1-based line number of the line starting at ``offset`` (counted only on the error path)."""
+    count = 0
+    with _open(path, cfg.storage_options) as f:
+        remaining = offset
+        while remaining > 0:
+            chunk = f.read(min(remaining, 16 * 1024**2))
+            if not chunk:
+                break
+            count += chunk.count(b"\n")
+            remaining -= len(chunk)
+    return count + 1
+
+
+def _read_jsonl(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
+    f = task.file
+    base = f.index << POS_SHIFT
+    batcher = _Batcher(cfg)
+    shown = _display(f.path)
+    with _open(f.path, cfg.storage_options) as fh:
+        offset = 0
+        lineno: int | None = 1
+        if task.start > 0:
+            fh.seek(task.start - 1)
+            offset = task.start - 1 + len(fh.readline())  # skip to the first line that starts in range
+            lineno = None  # known only on demand
+        end = task.end
+        while end is None or offset < end:
+            line = fh.readline()
+            if not line:
+                break
+            line_offset = offset
+            offset += len(line)
+            this_line = lineno
+            if lineno is not None:
+                lineno += 1
+            stripped = line.strip()
+            if not stripped:
+                continue
+            problem = None
+            try:
+                obj = orjson.loads(stripped)
+            except orjson.JSONDecodeError as exc:
+                try:
+                    stripped.decode("utf-8")
+                    problem = ("malformed_json", f"malformed JSON: {exc}")
+                except UnicodeDecodeError as uexc:
+                    problem = ("invalid_utf8", f"invalid UTF-8 at byte {uexc.start} of the line")
+            else:
+                if not isinstance(obj, dict):
+                    problem = ("not_an_object", f"expected a JSON object, got {type(obj).__name__}")
+                else:
+                    text = obj.get(cfg.text_field)
+                    if text is None:
+                        problem = ("missing_text", f"missing field {cfg.text_field!r}")
+                    elif not isinstance(text, str):
+                        problem = ("bad_text", f"field {cfg.text_field!r} is a {type(text).__name__}, not a string")
+            if problem is not None:
+                rule, message = problem
+                n = this_line if this_line is not None else _line_number(f.path, line_offset, cfg)
+                where = f"{shown}:{n}"
+                if cfg.on_error == "fail":
+                    raise InputDataError(
+                        f"{where}: {message}",
+                        hint="fix the line, or set input.on_error: skip to skip and record such lines",
+                    )
+                batcher.add_bad(f"{shown}:{n}", line.decode("utf-8", "replace").rstrip("\n"), base | line_offset, rule, f"{where}: {message}")
+            else:
+                batcher.add(obj.get(cfg.id_field), obj[cfg.text_field], base | line_offset, obj)
+            if len(batcher) >= cfg.read_batch_rows:
+                yield batcher.table()
+    if len(batcher):
+        yield batcher.table()
+
+
+def _read_parquet(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
+    f = task.file
+    base = f.index << POS_SHIFT
+    shown = _display(f.path)
+    with _open(f.path, cfg.storage_options) as fh:
+        try:
+            pf = pq.ParquetFile(fh)
+        except pa.ArrowInvalid as exc:
+            raise InputDataError(f"{shown}: not a readable Parquet file: {exc}") from None
+        names = set(pf.schema_arrow.names)
+        if cfg.text_field not in names:
+            raise InputDataError(
+                f"{shown}: no column {cfg.text_field!r} (columns: {', '.join(sorted(names))})",
+                hint="set input.text_field to the column holding the text",
+            )
+        wanted = [c for c in (cfg.id_field, cfg.text_field, *cfg.keep_fields) if c in names]
+        row = 0
+        for rb in pf.iter_batches(batch_size=cfg.read_batch_rows, columns=list(dict.fromkeys(wanted))):
+            n = rb.num_rows
+            text = rb.column(cfg.text_field).cast(pa.string())
+            if cfg.id_field in names and cfg.id_field != cfg.text_field:
+                ids = rb.column(cfg.id_field).cast(pa.string())
+            else:
+                ids = pa.array([xxhash.xxh3_128_hexdigest(t.encode()) if t is not None else None for t in text.to_pylist()], pa.string())
+            cols: dict[str, Any] = {"id": ids, "text": text}
+            for k in cfg.keep_fields:
+                cols[k] = rb.column(k) if k in names else pa.nulls(n, pa.string())
+            cols[POS] = pa.array(range(base + row, base + row + n), pa.int64())
+            for c in DROP_COLUMNS:
+                cols[c] = pa.nulls(n, pa.string())
+            row += n
+            table = pa.table(cols)
+            if text.null_count:
+                table = _drop_null_text(table, shown, cfg)
+            yield table
+
+
+def _drop_null_text(table: pa.Table, shown: str, cfg: InputConfig) -> pa.Table:
+    import pyarrow.compute as pc
+
+    missing = pc.is_null(table.column("text"))
+    if cfg.on_error == "fail":
+        raise InputDataError(f"{shown}: {pc.sum(missing).as_py()} rows have a null {cfg.text_field!r}", hint="set input.on_error: skip to skip and record them")
+    n = table.num_rows
+    stage = pc.if_else(missing, pa.scalar("read"), pa.nulls(n, pa.string()))
+    table = table.set_column(table.schema.get_field_index(DROP_STAGE), DROP_STAGE, stage)
+    table = table.set_column(table.schema.get_field_index(DROP_RULE), DROP_RULE, pc.if_else(missing, pa.scalar("missing_text"), pa.nulls(n, pa.string())))
+    table = table.set_column(table.schema.get_field_index(DROP_REASON), DROP_REASON, pc.if_else(missing, pa.scalar(f"{shown}: null text"), pa.nulls(n, pa.string())))
+    return table.set_column(table.schema.get_field_index("text"), "text", pc.fill_null(table.column("text"), ""))
+
+
+def _read_text(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
+    f = task.file
+    shown = _display(f.path)
+    batcher = _Batcher(cfg)
+    with _open(f.path, cfg.storage_options) as fh:
+        data = fh.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if cfg.on_error == "fail":
+            raise InputDataError(f"{shown}: invalid UTF-8 at byte {exc.start}", hint="set input.on_error: skip to skip and record such files") from None
+        batcher.add_bad(shown, data.decode("utf-8", "replace"), f.index << POS_SHIFT, "invalid_utf8", f"{shown}: invalid UTF-8 at byte {exc.start}")
+    else:
+        batcher.add(shown, text, f.index << POS_SHIFT)
+    yield batcher.table()
+
+
+__all__ = ["InputFile", "ReadTask", "plan_inputs", "split_tasks", "read_task", "delta_files"]
