@@ -249,6 +249,23 @@ def stages(name: str | None) -> None:
     out_console.print(table)
 
 
+def _add_plugin_commands() -> None:
+    """Command groups that live with their feature (e.g. ``curate quality`` in curate.filters)."""
+    import importlib
+
+    for module_name, attr in (("curate.filters.quality_cli", "quality"),):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        cli.add_command(getattr(module, attr))
+
+
+_add_plugin_commands()
+
+
 def main() -> None:
     cli(prog_name="curate")
 
