@@ -1,0 +1,94 @@
+"""curate's private native core (Rust): hashing, MinHash, LSH, union-find.
+
+Buffers are taken zero-copy through the buffer protocol (bytes, pyarrow.Buffer, C-contiguous
+numpy arrays of any dtype); they must not be mutated while a call runs (the GIL is released).
+Results are little-endian bytes, to wrap with ``numpy.frombuffer``. Bad input raises ValueError
+(TypeError for objects without the buffer protocol, MemoryError for impossible allocations).
+Use the typed wrappers in ``curate.filters.minhash_core`` rather than this module directly.
+"""
+
+from typing import Any, TypeAlias
+
+import numpy as np
+from typing_extensions import Buffer
+
+# Any object exporting a contiguous buffer. numpy arrays are listed because numpy declares
+# `__buffer__` to type checkers only on Python >= 3.12.
+_BufferLike: TypeAlias = Buffer | np.ndarray[Any, Any]
+
+__all__ = [
+    "UNICODE_VERSION",
+    "connected_components",
+    "exact_jaccard",
+    "hash_texts",
+    "jaccard_estimate",
+    "lsh_bands",
+    "minhash",
+    "minhash_kernel",
+    "shingle_hashes",
+    "tokenize",
+]
+
+#: Unicode version of the word/case tables (that of the CPython the shingling reproduces).
+UNICODE_VERSION: str
+
+def hash_texts(
+    offsets: _BufferLike, data: _BufferLike, *, seed: int = 0, large_offsets: bool = False
+) -> bytes:
+    """xxh3-64 of the raw bytes of every value of an Arrow string/binary array.
+
+    `offsets` holds n+1 int32 (int64 with `large_offsets`) little-endian offsets into `data`
+    (non-negative, non-decreasing, at most len(data); an empty buffer means n = 0). Returns n
+    little-endian u64."""
+
+def minhash(
+    offsets: _BufferLike,
+    data: _BufferLike,
+    *,
+    num_perm: int = 128,
+    ngram: int = 5,
+    char_ngrams: bool = False,
+    seed: int = 1,
+    lowercase: bool = True,
+    large_offsets: bool = False,
+    num_threads: int = 0,
+) -> bytes:
+    """MinHash signatures of every value (Arrow offsets/data as in `hash_texts`): n x num_perm
+    little-endian u32, row-major. Invalid UTF-8 is decoded with replacement characters.
+    `num_threads` 0 uses rayon's global pool."""
+
+def lsh_bands(signatures: _BufferLike, n_docs: int, num_perm: int, bands: int, rows: int) -> bytes:
+    """LSH keys of an n_docs x num_perm u32 signature matrix: n_docs x bands little-endian u64,
+    xxh3-64 of each band's slice seeded with the band index. Needs bands * rows <= num_perm."""
+
+def jaccard_estimate(
+    signatures: _BufferLike,
+    n_docs: int,
+    num_perm: int,
+    index_a: _BufferLike,
+    index_b: _BufferLike,
+    *,
+    index_width: int = 8,
+) -> bytes:
+    """Share of equal signature values of rows index_a[i] and index_b[i] (u32 or u64 indices per
+    `index_width` = 4 or 8): one little-endian f32 per pair."""
+
+def connected_components(src: _BufferLike, dst: _BufferLike) -> tuple[bytes, bytes]:
+    """Components of the edges src[i] - dst[i] (u64 little-endian ids): (nodes, roots) as u64
+    bytes, nodes ascending and roots the minimum node id of each node's component."""
+
+def exact_jaccard(
+    text_a: str, text_b: str, ngram: int = 5, char_ngrams: bool = False, lowercase: bool = True
+) -> float:
+    """Exact Jaccard similarity of the shingle sets of two texts (1.0 if neither has any)."""
+
+def shingle_hashes(
+    text: str, ngram: int = 5, char_ngrams: bool = False, lowercase: bool = True
+) -> bytes:
+    """Sorted distinct xxh3-64 hashes of the shingles of `text`, little-endian u64."""
+
+def tokenize(text: str, lowercase: bool = True) -> list[str]:
+    """Tokens as the shingler sees them: re.findall(r"\\w+", text.lower())."""
+
+def minhash_kernel() -> str:
+    """MinHash kernel used on this CPU: "avx512", "avx2" or "portable"."""
