@@ -235,6 +235,15 @@ pub fn signature(
     out[..n].copy_from_slice(&scratch.sig[..n]);
 }
 
+/// UTF-8 text of `bytes`, borrowed when valid (std's fast validator), else with every invalid
+/// sequence replaced by U+FFFD.
+pub fn decode_lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 /// Signatures of every value of `col` (decoded as UTF-8, invalid sequences replaced by U+FFFD),
 /// written row-major as little-endian u32 into `out` (`col.len() * num_perm * 4` bytes).
 pub fn minhash_column(col: &StringColumn<'_>, p: &MinHashParams, out: &mut [u8]) -> Result<()> {
@@ -255,7 +264,7 @@ pub fn minhash_column(col: &StringColumn<'_>, p: &MinHashParams, out: &mut [u8])
     out.par_chunks_mut(row).enumerate().for_each_init(
         || (Scratch::new(), vec![0u32; p.num_perm]),
         |(scratch, sig), (i, dst)| {
-            let text = String::from_utf8_lossy(col.value(i));
+            let text = decode_lossy(col.value(i));
             signature(&text, p, &perms, scratch, sig);
             for (d, v) in dst.chunks_exact_mut(4).zip(sig.iter()) {
                 d.copy_from_slice(&v.to_le_bytes());

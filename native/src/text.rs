@@ -19,6 +19,18 @@
 
 use crate::unicode_tables::{CASED, CASE_IGNORABLE, WORD};
 
+/// `\w` for ASCII bytes: `[0-9A-Za-z_]`.
+static ASCII_WORD: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 128 {
+        let c = i as u8;
+        t[i] = c.is_ascii_alphanumeric() || c == b'_';
+        i += 1;
+    }
+    t
+};
+
 #[inline]
 fn in_table(table: &[(u32, u32)], c: char) -> bool {
     let c = c as u32;
@@ -148,43 +160,51 @@ impl Normalized {
         self.ascii = true;
         // The output is at most as long as the input for ASCII, and rarely longer otherwise.
         self.buf.reserve(text.len());
-        let mut b = Builder {
-            n: self,
-            in_token: false,
-        };
-        if text.is_ascii() {
-            for &c in text.as_bytes() {
-                if c.is_ascii_alphanumeric() || c == b'_' {
-                    b.push_byte(if lowercase { c.to_ascii_lowercase() } else { c });
-                } else {
+        let bytes = text.as_bytes();
+        let n = bytes.len();
+        let mut b = Builder { n: self, in_token: false };
+        let mut i = 0;
+        while i < n {
+            let c = bytes[i];
+            if c < 0x80 {
+                if !ASCII_WORD[c as usize] {
                     b.sep();
+                    i += 1;
+                    continue;
                 }
+                // A run of ASCII word bytes, copied (and lowercased) in one go.
+                let run = i;
+                while i < n && ASCII_WORD[bytes[i] as usize] {
+                    i += 1;
+                }
+                b.begin();
+                let src = &bytes[run..i];
+                if lowercase {
+                    b.n.buf.extend(src.iter().map(u8::to_ascii_lowercase));
+                } else {
+                    b.n.buf.extend_from_slice(src);
+                }
+                continue;
             }
-            return;
-        }
-        for (pos, c) in text.char_indices() {
-            if c.is_ascii() {
-                if c.is_ascii_alphanumeric() || c == '_' {
-                    b.push_byte(if lowercase {
-                        c.to_ascii_lowercase() as u8
-                    } else {
-                        c as u8
-                    });
-                } else {
-                    b.sep();
-                }
-            } else if !is_word(c) {
+            // A non-ASCII code point: `i` is on a char boundary (we only ever step over whole
+            // ASCII bytes and whole chars).
+            let Some(ch) = text.get(i..).and_then(|rest| rest.chars().next()) else {
+                break;
+            };
+            let pos = i;
+            i += ch.len_utf8();
+            if !is_word(ch) {
                 // CPython: lowercasing a non-word code point never yields a word one
                 // (checked by the table generator), so it is a separator either way.
                 b.sep();
             } else if !lowercase {
-                b.push_char(c);
-            } else if c == 'Σ' {
+                b.push_char(ch);
+            } else if ch == 'Σ' {
                 b.push_char(lower_sigma(text, pos));
             } else {
                 // Full lowercase mapping; it may contain non-word code points (U+0130 gives
                 // "i" + U+0307), which split the token as they would in CPython.
-                for l in c.to_lowercase() {
+                for l in ch.to_lowercase() {
                     if is_word(l) {
                         b.push_char(l);
                     } else {
