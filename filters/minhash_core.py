@@ -165,7 +165,8 @@ def _signature_matrix(sigs: npt.ArrayLike) -> npt.NDArray[np.uint32]:
 
 def lsh_band_keys(sigs: npt.ArrayLike, bands: int, rows: int) -> npt.NDArray[np.uint64]:
     """LSH band keys: shape (n, bands), uint64. Two documents are candidates iff they share a key
-    in the same column (band); the band index is mixed into the key."""
+    in the same column (band); the band index is mixed into the key. Documents without shingles
+    (all-``EMPTY_SIGNATURE_VALUE`` signatures) share every key: they are duplicates of each other."""
     m = _signature_matrix(sigs)
     raw = _native.lsh_bands(m, m.shape[0], m.shape[1], bands, rows)
     return np.frombuffer(raw, dtype="<u8").reshape(m.shape[0], bands)
