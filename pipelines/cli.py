@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -26,6 +27,11 @@ Exit codes:
 
 err_console = Console(stderr=True)
 out_console = Console()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else ""
 
 
 def _fail(exc: CurateError) -> None:
@@ -85,6 +91,14 @@ def run(pipeline_file: str, progress: bool | None) -> None:
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted:[/] no version was written")
         sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("CURATE_DEBUG"):
+            raise
+        from .runner import current_log_file
+
+        err_console.print(f"[bold red]error:[/] the run failed: {type(exc).__name__}: {_first_line(exc)}", highlight=False)
+        err_console.print(f"  the traceback is in {current_log_file() or 'the run log'}; no version was written (set CURATE_DEBUG=1 to see it here)", highlight=False)
+        sys.exit(1)
 
 
 @cli.command()
@@ -124,8 +138,8 @@ def versions(dataset: str, as_json: bool) -> None:
         click.echo(json.dumps(entries, indent=2, default=str))
         return
     table = Table(title=dataset, title_justify="left")
-    for col in ("version", "time (UTC)", "run", "rows", "dropped", "input files", "config"):
-        table.add_column(col, justify="right" if col in ("version", "rows", "dropped", "input files") else "left")
+    for col in ("version", "time (UTC)", "run", "rows", "dropped", "inputs", "config"):
+        table.add_column(col, justify="right" if col in ("version", "rows", "dropped", "inputs") else "left", no_wrap=col in ("time (UTC)", "run"))
     for e in entries:
         run_ = e["run"]
         ts = e.get("timestamp")
@@ -179,7 +193,9 @@ def show(dataset_ref: str, list_files: bool, as_json: bool, show_config: bool) -
         adds = dt.get_add_actions(flatten=True)
         rows = sum(x or 0 for x in adds.column("num_records").to_pylist()) if adds.num_rows else 0
         size = sum(adds.column("size_bytes").to_pylist()) if adds.num_rows else 0
-        schema = dt.schema().to_arrow()
+        import pyarrow as pa
+
+        schema = pa.schema(dt.schema().to_arrow())
     except CurateError as exc:
         _fail(exc)
     info = {

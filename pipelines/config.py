@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -143,6 +144,23 @@ def _describe_allowed(err: dict[str, Any]) -> str:
     return ""
 
 
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that validates the value at ``loc`` (for listing allowed keys)."""
+    import typing
+
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+            return None
+        current = current.model_fields[part].annotation
+        for arg in (typing.get_args(current) or ()):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                current = arg
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
 def _errors_to_message(exc: ValidationError, located: Located, prefix: Key, model: type[BaseModel] | None = None) -> str:
     lines = []
     for err in exc.errors():
@@ -151,7 +169,8 @@ def _errors_to_message(exc: ValidationError, located: Located, prefix: Key, mode
         value = err.get("input")
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            allowed = sorted(model.model_fields) if model is not None and len(err["loc"]) == 1 else None
+            owner = _model_at(model, tuple(err["loc"])[:-1]) if model is not None else None
+            allowed = sorted(owner.model_fields) if owner is not None else None
             msg = "unknown key" + (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
             lines.append(f"{where}: {format_key(key)}: {msg}")
             continue
@@ -195,6 +214,13 @@ def parse_pipeline(located: Located) -> Pipeline:
         raise ConfigError(_errors_to_message(exc, located, (), PipelineConfig)) from None
 
     stages: list[Stage[Any]] = []
+    if any(":" in spec.type for spec in config.stages):
+        # plugin modules are looked up next to the pipeline file and in the working directory
+        import sys
+
+        for folder in (str(Path(located.path).resolve().parent), os.getcwd()):
+            if folder not in sys.path:
+                sys.path.append(folder)
     for i, spec in enumerate(config.stages):
         key = ("stages", i, spec.type)
         try:

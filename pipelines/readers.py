@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob as globlib
+import io
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -190,9 +191,19 @@ def split_tasks(files: list[InputFile], cfg: InputConfig, split_bytes: int = SPL
 
 
 def _open(path: str, storage_options: dict[str, str]) -> Any:
+    """A buffered binary reader of the file's decompressed bytes (gzip and zstd by suffix)."""
     import fsspec
 
-    return fsspec.open(path, "rb", compression="infer", **storage_options).open()
+    raw = fsspec.open(path, "rb", **storage_options).open()
+    if path.endswith(".gz"):
+        import gzip
+
+        return io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), buffer_size=1 << 20)
+    if path.endswith(".zst"):
+        import zstandard
+
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True), buffer_size=1 << 20)
+    return raw
 
 
 def _display(path: str) -> str:

@@ -1,0 +1,139 @@
+"""Pipeline file validation: exact messages naming file, line, key, value and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from curate.pipelines.config import load_pipeline
+from curate.pipelines.errors import ConfigError
+
+from helpers import run_cli, write_jsonl, write_pipeline
+
+GOOD = """\
+input:
+  format: jsonl
+  paths: [data/*.jsonl]
+stages:
+  - normalize: {}
+  - length_filter: {min_chars: 50}
+  - exact_dedup: {}
+output:
+  dataset: out/web        # a Delta table path or URL
+  keep_dropped: true
+"""
+
+
+def _load_error(tmp_path: Path, text: str) -> str:
+    p = write_pipeline(tmp_path / "pipeline.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_pipeline(p)
+    return str(info.value)
+
+
+def test_minimal_form_is_valid(tmp_path: Path) -> None:
+    p = write_pipeline(tmp_path / "pipeline.yaml", GOOD)
+    pipe = load_pipeline(p)
+    assert [s.name for s in pipe.stages] == ["normalize", "length_filter", "exact_dedup"]
+    assert pipe.stages[1].params.min_chars == 50
+    assert pipe.config.output.keep_dropped is True
+    assert pipe.config.output.dropped_path == "out/web.dropped"
+    assert len(pipe.fingerprint()) == 16
+
+
+def test_unknown_stage_names_line_and_suggests(tmp_path: Path) -> None:
+    msg = _load_error(tmp_path, GOOD.replace("exact_dedup: {}", "exact_dedupe: {}"))
+    assert msg.startswith(f"{tmp_path / 'pipeline.yaml'}:7: stages[2]: unknown stage type 'exact_dedupe'; known stages: ")
+    assert "hint: did you mean 'exact_dedup'?" in msg
+
+
+def test_wrong_type_names_key_value_and_allowed(tmp_path: Path) -> None:
+    msg = _load_error(tmp_path, GOOD.replace("min_chars: 50", "min_chars: fifty"))
+    assert msg == (
+        f"{tmp_path / 'pipeline.yaml'}:6: stages[1].length_filter.min_chars: "
+        "Input should be a valid integer, unable to parse string as an integer (got 'fifty')"
+    )
+
+
+def test_out_of_range_value_says_what_is_allowed(tmp_path: Path) -> None:
+    msg = _load_error(tmp_path, GOOD.replace("min_chars: 50", "min_chars: -1"))
+    assert msg == (
+        f"{tmp_path / 'pipeline.yaml'}:6: stages[1].length_filter.min_chars: "
+        "Input should be greater than or equal to 0 (got -1); allowed: a value >= 0"
+    )
+
+
+def test_missing_key(tmp_path: Path) -> None:
+    msg = _load_error(tmp_path, GOOD.replace("  dataset: out/web        # a Delta table path or URL\n", ""))
+    assert msg == f"{tmp_path / 'pipeline.yaml'}:8: output.dataset: required key is missing"
+
+
+def test_unknown_key_lists_allowed_keys(tmp_path: Path) -> None:
+    msg = _load_error(tmp_path, GOOD.replace("  keep_dropped: true", "  keep_droped: true"))
+    assert msg.startswith(f"{tmp_path / 'pipeline.yaml'}:10: output.keep_droped: unknown key; allowed keys: ")
+    assert "keep_dropped" in msg
+
+
+def test_bad_enum_value(tmp_path: Path) -> None:
+    msg = _load_error(tmp_path, GOOD.replace("format: jsonl", "format: csv"))
+    assert msg == (
+        f"{tmp_path / 'pipeline.yaml'}:2: input.format: Input should be 'jsonl', 'parquet', 'text' or 'delta' "
+        "(got 'csv'); allowed: 'jsonl', 'parquet', 'text' or 'delta'"
+    )
+
+
+def test_unknown_stage_param(tmp_path: Path) -> None:
+    msg = _load_error(tmp_path, GOOD.replace("min_chars: 50", "min_char: 50"))
+    assert msg.startswith(f"{tmp_path / 'pipeline.yaml'}:6: stages[1].length_filter.min_char: unknown key; allowed keys: ")
+    assert "min_chars" in msg
+
+
+def test_invalid_yaml_names_line_and_column(tmp_path: Path) -> None:
+    msg = _load_error(tmp_path, GOOD.replace("  - exact_dedup: {}", "  - exact_dedup: {]"))
+    assert msg.startswith(f"{tmp_path / 'pipeline.yaml'}:7:")
+    assert "invalid YAML" in msg
+
+
+def test_env_interpolation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OUT_ROOT", "/data/curated")
+    monkeypatch.setenv("MIN", "77")
+    # inside a flow mapping ({...}) a ${VAR} must be quoted, as YAML requires
+    text = GOOD.replace("out/web ", "${OUT_ROOT}/web ").replace("min_chars: 50", 'min_chars: "${MIN}"')
+    text = text.replace("format: jsonl", "format: ${FMT:-jsonl}")
+    pipe = load_pipeline(write_pipeline(tmp_path / "pipeline.yaml", text))
+    assert pipe.config.output.dataset == "/data/curated/web"
+    assert pipe.stages[1].params.min_chars == 77
+    assert pipe.config.input.format == "jsonl"
+
+
+def test_missing_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOPE_NOT_SET", raising=False)
+    msg = _load_error(tmp_path, GOOD.replace("out/web ", "${NOPE_NOT_SET}/web "))
+    assert msg.startswith(f"{tmp_path / 'pipeline.yaml'}:9: output.dataset: environment variable NOPE_NOT_SET is not set")
+
+
+def test_stage_entry_shape(tmp_path: Path) -> None:
+    msg = _load_error(tmp_path, GOOD.replace("  - normalize: {}", "  - normalize: {}\n    length_filter: {}"))
+    assert "stages[0]: each stage is a mapping of one stage type to its params" in msg
+
+
+def test_validate_cli_exit_codes(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "data" / "a.jsonl", [{"id": "1", "text": "hello"}])
+    write_pipeline(tmp_path / "pipeline.yaml", GOOD)
+    ok = run_cli("validate", "pipeline.yaml", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "pipeline.yaml: valid (1 input files" in ok.stdout
+
+    write_pipeline(tmp_path / "bad.yaml", GOOD.replace("min_chars: 50", "min_chars: fifty"))
+    bad = run_cli("validate", "bad.yaml", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "bad.yaml:6: stages[1].length_filter.min_chars: Input should be a valid integer" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_missing_input_path_is_a_config_error(tmp_path: Path) -> None:
+    write_pipeline(tmp_path / "pipeline.yaml", GOOD)
+    res = run_cli("validate", "pipeline.yaml", cwd=tmp_path)
+    assert res.returncode == 2
+    assert "input.paths[0]: no input files match 'data/*.jsonl'" in res.stderr
