@@ -1,0 +1,37 @@
+# The two set-up commands of the README:
+#   make quickstart   creates .venv, builds the Rust core, runs the quickstart pipeline end to end
+#   make test         the same environment, then the whole test suite (what CI runs)
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.curate-installed
+
+.PHONY: env quickstart test test-python test-native lint-native stubcheck clean
+
+$(STAMP): pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+env: $(STAMP)
+
+quickstart: env
+	$(VENV)/bin/curate run pipelines/examples/quickstart.yaml
+	$(VENV)/bin/curate versions out/quickstart
+	$(VENV)/bin/curate show out/quickstart
+
+test-native:
+	cd native && cargo test --quiet
+	cd native && cargo clippy --quiet --all-targets -- -D warnings
+
+stubcheck: env
+	$(PY) -m mypy.stubtest curate._native
+
+test-python: env
+	$(PY) -m pytest -q
+
+test: env test-native stubcheck test-python
+
+clean:
+	rm -rf $(VENV) native/target build *.egg-info curate/_native*.so
