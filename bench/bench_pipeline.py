@@ -81,7 +81,9 @@ def prepare_inputs(corpus: list[str], limit: int | None, shards: int) -> list[Pa
     d = DATA / "bench_inputs" / key
     done = d / "_SUCCESS"
     names = [d / f"part-{k:05d}.jsonl" for k in range(shards)]
-    if done.exists() and done.read_text().split("\n")[0] == " ".join(str(p) for p in paths):
+    # the marker names the source files with their sizes and mtimes: a rebuilt corpus invalidates the cache
+    stamp = " ".join(f"{p}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in paths)
+    if done.exists() and done.read_text().split("\n")[0] == stamp:
         return names
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
@@ -108,7 +110,7 @@ def prepare_inputs(corpus: list[str], limit: int | None, shards: int) -> list[Pa
     finally:
         for o in outs:
             o.close()
-    done.write_text(" ".join(str(p) for p in paths) + f"\n{written} docs\n")
+    done.write_text(stamp + f"\n{written} docs\n")
     return names
 
 
@@ -212,7 +214,8 @@ def bench_curate(files: list[Path], work: Path) -> dict:
     out = work / "curate_out"
     yaml_path = work / "pipeline.yaml"
     yaml_path.write_text(CURATE_YAML.format(paths=", ".join(json.dumps(str(f)) for f in files), dataset=json.dumps(str(out))))
-    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+    # PYTHONFAULTHANDLER: a crash (e.g. a segfault at shutdown) leaves a Python stack in the log
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1", PYTHONFAULTHANDLER="1")
     # cwd=work: the run log (.curate/runs) goes to the scratch dir, not the repo
     r = run_timed([str(exe), "run", "--no-progress", str(yaml_path)], work, work / "curate.log", env)
     r["cmd"] = f"curate run --no-progress {yaml_path}"
@@ -485,7 +488,8 @@ def main() -> None:
                 best[k] = last[k]
         if len(mine) > 1:
             best["notes"] = (best.get("notes", "") + f"; best of {len(mine)}: "
-                             + "/".join(f"{r['wall_s']:.1f}" for r in mine) + " s").lstrip("; ")
+                             + "/".join(f"{r['wall_s']:.1f}" + (f" (rc {r['rc']})" if r["rc"] else "") for r in mine)
+                             + " s").lstrip("; ")
         rows.append(best)
 
     # compare outputs
