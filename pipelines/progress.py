@@ -20,13 +20,16 @@ def progress_table(snapshot: dict[str, dict[str, Any]], labels: list[str], elaps
     table = Table(title=f"curate run: {elapsed:,.0f}s", title_justify="left")
     for col in ("stage", "in", "kept", "dropped", "docs/s"):
         table.add_column(col, justify="left" if col == "stage" else "right")
+    starts = [d["first"] for d in snapshot.values() if "first" in d]
+    run_start = min(starts) if starts else time.time()
     for label in ["read", *labels]:
         d = snapshot.get(label)
         if not d:
             table.add_row(label, "", "", "", "waiting")
             continue
-        span = max(1e-9, d.get("last", time.time()) - d.get("first", time.time()))
-        rate = _rate(d["in"], span) if d["in"] else d.get("phase", "")
+        # docs/s over the time since processing started (stages run concurrently, streaming)
+        span = max(1.0, d.get("last", time.time()) - run_start)
+        rate = _rate(d["in"], span) if d["in"] else "-"
         phase = d.get("phase")
         table.add_row(
             label + (f" ({phase})" if phase else ""),

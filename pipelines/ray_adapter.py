@@ -182,22 +182,29 @@ class _ActorStage:
 # ---------------------------------------------------------------- global stages
 
 
-def _keys_fn(stage: GlobalStage[Any], buckets: int) -> Callable[[pa.Table], pa.Table]:
+def _keys_fn(stage: GlobalStage[Any], label: str, buckets: int, stats: Any) -> Callable[[pa.Table], pa.Table]:
     def fn(batch: pa.Table) -> pa.Table:
         if not getattr(stage, "_curate_ready", False):
             stage.setup()
             stage._curate_ready = True  # type: ignore[attr-defined]
+        t0 = time.perf_counter()
         live = batch.filter(_is_live(batch))
         keys = stage.keys(live)
         bucket = pc.cast(pc.bit_wise_and(keys.column("key"), pa.scalar(buckets - 1, pa.uint64())), pa.int32())
+        if stats is not None:
+            stats.add.remote(label, 0, 0, time.perf_counter() - t0, {})
         return keys.append_column("_bucket", bucket)
 
     return fn
 
 
-def _reduce_fn(stage: GlobalStage[Any]) -> Callable[[pa.Table], pa.Table]:
+def _reduce_fn(stage: GlobalStage[Any], label: str, stats: Any) -> Callable[[pa.Table], pa.Table]:
     def fn(group: pa.Table) -> pa.Table:
-        return stage.reduce(group.drop_columns(["_bucket"]))
+        t0 = time.perf_counter()
+        out = stage.reduce(group.drop_columns(["_bucket"]))
+        if stats is not None:
+            stats.add.remote(label, 0, 0, time.perf_counter() - t0, {})
+        return out
 
     return fn
 
@@ -411,8 +418,8 @@ def build_and_run(
             ray.get(stats.phase.remote(label, "keys"))
             ds = ds.materialize()
             buckets = 1 << max(3, int(np.ceil(np.log2(max(2, num_cpus * 4)))))
-            keys = ds.map_batches(_keys_fn(stage, buckets), batch_size=stage.batch_size, batch_format="pyarrow", **remote)
-            reduced = keys.groupby("_bucket").map_groups(_reduce_fn(stage), batch_format="pyarrow", **remote)
+            keys = ds.map_batches(_keys_fn(stage, label, buckets, stats), batch_size=stage.batch_size, batch_format="pyarrow", **remote)
+            reduced = keys.groupby("_bucket").map_groups(_reduce_fn(stage, label, stats), batch_format="pyarrow", **remote)
             parts = [t for t in (ray.get(ref) for ref in reduced.to_arrow_refs()) if t.num_columns]
             ray.get(stats.phase.remote(label, "resolve"))
             reduced_table = pa.concat_tables(parts) if parts else pa.table({})
@@ -445,10 +452,12 @@ def _stage_fn(stage: Stage[Any], label: str, stats: Any) -> Callable[[pa.Table],
 
 def _read_with_stats(read: Callable[[pa.Table], Iterator[pa.Table]], stats: Any) -> Callable[[pa.Table], Iterator[pa.Table]]:
     def fn(batch: pa.Table) -> Iterator[pa.Table]:
+        t0 = time.perf_counter()
         for table in read(batch):
             bad = table.num_rows - (pc.sum(_is_live(table)).as_py() or 0)
-            stats.add.remote("read", table.num_rows, bad, 0.0, {})
+            stats.add.remote("read", table.num_rows, bad, time.perf_counter() - t0, {})
             yield table
+            t0 = time.perf_counter()
 
     return fn
 

@@ -1,6 +1,7 @@
 """``exact_dedup``: drop documents whose text is identical to an earlier one, across the whole input.
 
-Distributed by hash partition: each row emits a 128-bit content hash (two uint64 halves) and its
+Distributed by hash partition: each row emits a 128-bit content hash (two xxh3-64 with different
+seeds, computed natively) and its
 position; rows with the same hash meet in the same ``reduce`` call wherever they were read; the
 first occurrence in input order (smallest ``_curate_pos``) is kept. Only hashes, positions and
 ids move between workers, never the text.
@@ -11,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import xxhash
 from pydantic import Field
 
+from ...filters.minhash_core import hash_texts
 from ..stage import DROP_RESULT_SCHEMA, POS, GlobalStage, Params
 
 
@@ -33,12 +34,9 @@ class ExactDedup(GlobalStage[ExactDedupParams]):
         values = batch.column(self.params.field)
         if self.params.lowercase:
             values = pc.utf8_lower(values)
-        hi = np.empty(batch.num_rows, dtype=np.uint64)
-        lo = np.empty(batch.num_rows, dtype=np.uint64)
-        for i, v in enumerate(values.to_pylist()):
-            h = xxhash.xxh3_128_intdigest((v or "").encode("utf-8", "surrogatepass"))
-            hi[i] = h >> 64
-            lo[i] = h & 0xFFFFFFFFFFFFFFFF
+        # two independent 64-bit xxh3 hashes (native, straight from the Arrow buffers): 128 bits
+        hi = hash_texts(values, seed=0)
+        lo = hash_texts(values, seed=0x9E3779B97F4A7C15)
         return pa.table({"key": hi, "key2": lo, POS: batch.column(POS), "id": batch.column("id")})
 
     def reduce(self, rows: pa.Table) -> pa.Table:
