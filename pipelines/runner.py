@@ -265,6 +265,10 @@ def run_pipeline(pipeline: Pipeline, *, console: Console | None = None, progress
         "user": getpass.getuser(),
         "started_at": datetime.fromtimestamp(t_start, timezone.utc).isoformat(),
     }
+    pause = float(os.environ.get("CURATE_PAUSE_BEFORE_COMMIT", "0") or 0)
+    if pause > 0:  # a failure-injection point for tests: every shard is written, nothing committed
+        log.info("pausing %.1fs before the commit (CURATE_PAUSE_BEFORE_COMMIT)", pause)
+        time.sleep(pause)
     dropped_version = None
     # The dropped-rows table is committed first: the main commit, which makes the run visible,
     # names the dropped version, so a crash between the two never points at a missing version.

@@ -161,34 +161,47 @@ class Sleepy(Stage[SleepParams]):
 '''
 
 
-def test_sigkill_leaves_previous_version_and_next_run_succeeds(tmp_path: Path) -> None:
-    corpus(tmp_path)
-    (tmp_path / "slow_plugin.py").write_text(SLOW_PLUGIN)
-    write_pipeline(tmp_path / "fast.yaml", PIPELINE.format(batch=7))
-    assert run_cli("run", "fast.yaml", cwd=tmp_path).returncode == 0
-    before = pl.read_delta(str(tmp_path / "out" / "web")).sort("id")
-
-    slow = PIPELINE.format(batch=7).replace("  - exact_dedup: {}", "  - slow_plugin:Sleepy: {seconds: 1.0}")
-    write_pipeline(tmp_path / "slow.yaml", slow)
+def _start_and_kill(tmp_path: Path, pipeline: str, env: dict[str, str], ready) -> None:
     proc = subprocess.Popen(
-        [*curate_exe(), "run", "slow.yaml", "--no-progress"], cwd=tmp_path, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [*curate_exe(), "run", pipeline, "--no-progress"], cwd=tmp_path, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env},
     )
-    table = tmp_path / "out" / "web"
-    n_before = len(list(table.glob("*.parquet")))
     deadline = time.time() + 120
     try:
-        # kill once the run has written shards of its own but before it could commit
-        while time.time() < deadline and len(list(table.glob("*.parquet"))) == n_before:
+        while time.time() < deadline and not ready() and proc.poll() is None:
             time.sleep(0.2)
-        assert len(list(table.glob("*.parquet"))) > n_before, "the slow run never wrote a shard"
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert ready(), "the run never reached the point to kill it at"
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+
+
+def test_sigkill_leaves_previous_version_and_next_run_succeeds(tmp_path: Path) -> None:
+    corpus(tmp_path)
+    (tmp_path / "slow_plugin.py").write_text(SLOW_PLUGIN)
+    write_pipeline(tmp_path / "fast.yaml", PIPELINE.format(batch=7))
+    assert run_cli("run", "fast.yaml", cwd=tmp_path).returncode == 0
+    table = tmp_path / "out" / "web"
+    before = pl.read_delta(str(table)).sort("id")
+    n_before = len(list(table.glob("*.parquet")))
+
+    # 1. killed while a slow stage is processing
+    slow = PIPELINE.format(batch=7).replace("  - exact_dedup: {}", "  - slow_plugin:Sleepy: {seconds: 1.0}")
+    write_pipeline(tmp_path / "slow.yaml", slow)
+    logs = tmp_path / ".curate" / "runs"
+    n_logs = len(list(logs.glob("*.log")))
+    _start_and_kill(tmp_path, "slow.yaml", {}, lambda: len(list(logs.glob("*.log"))) > n_logs and "ray started" in sorted(logs.glob("*.log"))[-1].read_text())
     assert DeltaTable(str(table)).version() == 0
+
+    # 2. killed after every shard is written, just before the commit
+    _start_and_kill(tmp_path, "fast.yaml", {"CURATE_PAUSE_BEFORE_COMMIT": "60"}, lambda: len(list(table.glob("*.parquet"))) > n_before)
+    assert len(list(table.glob("*.parquet"))) > n_before  # the killed run's shards are on disk...
+    assert DeltaTable(str(table)).version() == 0  # ...but not in any version
     assert pl.read_delta(str(table)).sort("id").equals(before)
+    assert len(DeltaTable(str(table)).file_uris()) == n_before
 
     again = run_cli("run", "fast.yaml", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
