@@ -154,3 +154,15 @@ def test_parquet_without_text_column(tmp_path: Path) -> None:
     pq.write_table(pa.table({"body": ["x"]}), tmp_path / "a.parquet")
     with pytest.raises(InputDataError, match=r"a\.parquet: no column 'text' \(columns: body\)"):
         read_all(InputConfig(format="parquet", paths=[str(tmp_path / "a.parquet")]))
+
+
+def test_fsspec_urls_with_globs(tmp_path: Path) -> None:
+    """URLs go through fsspec (s3://, gs://, ... the same way); file:// is the one that runs offline."""
+    write_jsonl(tmp_path / "a.jsonl", docs(3))
+    with gzip.open(tmp_path / "b.jsonl.gz", "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in docs(2, "e"))
+    cfg = InputConfig(format="jsonl", paths=[f"file://{tmp_path}/*.jsonl*"])
+    files = plan_inputs(cfg)
+    assert [f.path.rsplit("/", 1)[-1] for f in files] == ["a.jsonl", "b.jsonl.gz"]
+    assert all(f.path.startswith("file://") and f.size > 0 for f in files)
+    assert sorted(read_all(cfg).column("id").to_pylist()) == ["d0", "d1", "d2", "e0", "e1"]
