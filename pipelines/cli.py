@@ -233,6 +233,37 @@ def show(dataset_ref: str, list_files: bool, as_json: bool, show_config: bool) -
 
 
 @cli.command()
+@click.argument("dataset")
+@click.option("--older-than", "hours", type=click.IntRange(min=0), default=24, show_default=True,
+              help="Only files last modified at least this many hours ago (protects a run in progress).")
+@click.option("--delete", is_flag=True, help="Delete them; without it, only list what would be deleted.")
+def vacuum(dataset: str, hours: int, delete: bool) -> None:
+    """Remove shards that no version of DATASET references (left by killed runs).
+
+    Every version stays readable: files of old versions are kept (this is Delta Lake's vacuum
+    with every version kept). By default only lists the files; --delete removes them.
+    """
+    from .store import open_table
+
+    try:
+        dt = open_table(dataset)
+    except CurateError as exc:
+        _fail(exc)
+    versions = [int(h["version"]) for h in dt.history()]
+    files = dt.vacuum(
+        retention_hours=hours,
+        dry_run=not delete,
+        enforce_retention_duration=False,
+        full=True,
+        keep_versions=versions,
+    )
+    for f in files:
+        click.echo(f)
+    verb = "deleted" if delete else "would delete (use --delete)"
+    err_console.print(f"{len(files)} unreferenced files {verb}; all {len(versions)} versions kept", highlight=False)
+
+
+@cli.command()
 @click.argument("name", required=False)
 def stages(name: str | None) -> None:
     """List the available stage types, or describe stage NAME's params."""

@@ -2,7 +2,7 @@
 
 Workers write Parquet shards into the table folder; nothing is visible until the driver's single
 commit adds them to the Delta log. A run that dies before the commit leaves only unreferenced
-files, which no reader sees (``curate vacuum`` could remove them; see README).
+files, which no reader sees (``curate vacuum`` removes them).
 
 Commit metadata (``curate.run``, a JSON string in the commit's custom metadata) records the
 run id, the resolved config and its fingerprint, the input files with sizes and modification

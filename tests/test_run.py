@@ -295,3 +295,20 @@ def test_join_an_existing_two_node_cluster(tmp_path: Path) -> None:
         # stop only this cluster's processes (`ray stop` would stop every Ray on the machine)
         subprocess.run(["pkill", "-9", "-f", temp], capture_output=True, timeout=60)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_vacuum_removes_only_unreferenced_shards(tmp_path: Path) -> None:
+    corpus(tmp_path)
+    write_pipeline(tmp_path / "pipeline.yaml", PIPELINE.format(batch=50))
+    for _ in range(2):
+        assert run_cli("run", "pipeline.yaml", cwd=tmp_path).returncode == 0
+    table = tmp_path / "out" / "web"
+    stray = table / "part-killedrun-000.zstd.parquet"  # what a killed run leaves behind
+    stray.write_bytes((next(table.glob("part-*.parquet"))).read_bytes())
+    listed = run_cli("vacuum", "out/web", "--older-than", "0", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split() == [stray.name] and stray.exists()
+    deleted = run_cli("vacuum", "out/web", "--older-than", "0", "--delete", cwd=tmp_path)
+    assert deleted.returncode == 0 and not stray.exists()
+    assert pl.read_delta(str(table), version=0).height == 121  # time travel still works
+    assert pl.read_delta(str(table), version=1).height == 121
