@@ -25,6 +25,7 @@ __all__ = [
     "lsh_bands",
     "minhash",
     "minhash_kernel",
+    "normalize_texts",
     "shingle_hashes",
     "tokenize",
 ]
@@ -92,3 +93,27 @@ def tokenize(text: str, lowercase: bool = True) -> list[str]:
 
 def minhash_kernel() -> str:
     """MinHash kernel used on this CPU: "avx512", "avx2" or "portable"."""
+
+def normalize_texts(
+    offsets: _BufferLike,
+    data: _BufferLike,
+    validity: _BufferLike | None = None,
+    *,
+    validity_offset: int = 0,
+    form: str = "NFC",
+    remove_control: bool = True,
+    collapse_whitespace: bool = True,
+    max_newlines: int = 2,
+    strip: bool = True,
+    large_offsets: bool = False,
+    num_threads: int = 0,
+) -> tuple[bytes, bytes, int, int]:
+    """The `normalize` stage's clean-up of every value (Arrow offsets/data as in `hash_texts`;
+    `validity` an Arrow validity bitmap read from bit `validity_offset`, null values come out
+    empty): Unicode `form` ("NFC", "NFKC", "NFD", "NFKD" or "none"), CR/CRLF to LF, blanks
+    collapsed, control characters removed, spaces before newlines dropped, newline runs cut to
+    `max_newlines`, whitespace stripped. Returns (offsets, data, data_len, changed): n+1 offsets
+    from 0 of the input's width, a buffer whose first data_len bytes are the values (as long as
+    the input's values when they fit there), and how many valid values changed. Invalid UTF-8 in
+    a valid value raises ValueError; a result too large for int32 offsets raises OverflowError.
+    The GIL is released; `num_threads` 0 uses rayon's global pool."""

@@ -9,6 +9,7 @@
 pub mod arrow;
 pub mod error;
 pub mod minhash;
+pub mod normalize;
 pub mod text;
 mod unicode_tables;
 pub mod unionfind;
@@ -360,6 +361,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(shingle_hashes, m)?)?;
     m.add_function(wrap_pyfunction!(tokenize, m)?)?;
     m.add_function(wrap_pyfunction!(minhash_kernel, m)?)?;
+    m.add_function(wrap_pyfunction!(normalize::py::normalize_texts, m)?)?;
     // pyo3 lists the module docstring in __all__; export only the public API.
     let public: Vec<String> = m
         .getattr("__all__")?

@@ -1,13 +1,17 @@
-"""``normalize``: Unicode normalisation, control characters, whitespace (vectorised with Arrow)."""
+"""``normalize``: Unicode normalisation, control characters, whitespace.
+
+One native (Rust) pass per document, in parallel with the GIL released; the semantics are those of
+the pyarrow chain ``curate.pipelines._textops.normalize_reference``, byte for byte.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import Field
 
+from .._textops import normalize_text
 from ..stage import Params, Stage, StageOutput
 
 
@@ -30,20 +34,13 @@ class Normalize(Stage[NormalizeParams]):
 
     def process(self, batch: pa.Table) -> StageOutput:
         p = self.params
-        original = batch.column("text")
-        text = original
-        if p.form != "none":
-            text = pc.utf8_normalize(text, p.form)
-        text = pc.replace_substring_regex(text, r"\r\n?", "\n")
-        if p.collapse_whitespace:
-            text = pc.replace_substring_regex(text, r"[\t\x0B\x0C\p{Zs}]+", " ")
-        if p.remove_control:
-            text = pc.replace_substring_regex(text, r"[\x00-\x08\x0B-\x1F\x7F-\x9F]", "")
-        if p.collapse_whitespace:
-            text = pc.replace_substring_regex(text, r" +\n", "\n")
-        text = pc.replace_substring_regex(text, "\n{%d,}" % (p.max_newlines + 1), "\n" * p.max_newlines)
-        if p.strip:
-            text = pc.utf8_trim_whitespace(text)
-        changed = pc.sum(pc.not_equal(original, text)).as_py() or 0
+        text, changed = normalize_text(
+            batch.column("text"),
+            p.form,
+            remove_control=p.remove_control,
+            collapse_whitespace=p.collapse_whitespace,
+            max_newlines=p.max_newlines,
+            strip=p.strip,
+        )
         out = batch.set_column(batch.schema.get_field_index("text"), "text", text)
         return StageOutput(out, counters={"changed": int(changed)})
