@@ -28,14 +28,18 @@ def normalize_reference(
     max_newlines: int = 2,
     strip: bool = True,
 ) -> TextArray:
-    """The clean-up as a chain of pyarrow.compute calls (the stage's original implementation)."""
+    """The clean-up as a chain of pyarrow.compute calls: the specification the native pass must match."""
+    # Control characters go first (with \r\n -> \n), before the Unicode normalisation (one
+    # between a letter and a combining mark would block composition) and before whitespace is
+    # collapsed ("a \x01 b" -> "a b"): so normalising a normalised text changes nothing.
+    if remove_control:
+        text = pc.replace_substring_regex(text, r"\r\n?", "\n")
+        text = pc.replace_substring_regex(text, r"[\x00-\x08\x0B-\x1F\x7F-\x9F]", "")
     if form != "none":
         text = pc.utf8_normalize(text, form)
     text = pc.replace_substring_regex(text, r"\r\n?", "\n")
     if collapse_whitespace:
         text = pc.replace_substring_regex(text, r"[\t\x0B\x0C\p{Zs}]+", " ")
-    if remove_control:
-        text = pc.replace_substring_regex(text, r"[\x00-\x08\x0B-\x1F\x7F-\x9F]", "")
     if collapse_whitespace:
         text = pc.replace_substring_regex(text, r" +\n", "\n")
     text = pc.replace_substring_regex(text, "\n{%d,}" % (max_newlines + 1), "\n" * max_newlines)

@@ -65,3 +65,19 @@ def test_exact_dedup_keys_reduce_keep_first_position() -> None:
     lower = ExactDedup(ExactDedupParams(lowercase=True))
     drops = lower.resolve(lower.reduce(lower.keys(batch(texts))))
     assert sorted(drops.column(POS).to_pylist()) == [2, 3, 4]
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+NASTY = st.text(alphabet=st.sampled_from(list(" \t\r\n\x0b\x0c\x00\x01\x1b\x7f\x85\xa0\u2003\u3000\ufeff\u0301e\u00e9\ufb01a")), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(NASTY, min_size=1, max_size=8))
+def test_normalize_is_idempotent(texts: list[str]) -> None:
+    stage = Normalize(NormalizeParams())
+    once = stage.process(batch(texts)).table
+    twice = stage.process(once)
+    assert twice.table.column("text").to_pylist() == once.column("text").to_pylist()
+    assert twice.counters == {"changed": 0}

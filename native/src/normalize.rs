@@ -5,8 +5,12 @@
 //!
 //! 1. `utf8_normalize(text, form)` (skipped for `Form::None`);
 //! 2. `\r\n?` -> `\n`;
-//! 3. if `collapse_whitespace`: `[\t\x0B\x0C\p{Zs}]+` -> `" "`;
-//! 4. if `remove_control`: delete `[\x00-\x08\x0B-\x1F\x7F-\x9F]`;
+//! 3. if `remove_control`: delete `[\x00-\x08\x0B-\x1F\x7F-\x9F]` (before collapsing, so
+//!    that `"a \x01 b"` becomes `"a b"` and normalising twice changes nothing);
+//!
+//! except that when control characters are removed, steps 2-3 run first, before step 1 (a
+//! control character between a letter and a combining mark must not block composition);
+//! 4. if `collapse_whitespace`: `[\t\x0B\x0C\p{Zs}]+` -> `" "`;
 //! 5. if `collapse_whitespace`: ` +\n` -> `\n`;
 //! 6. `\n{k+1,}` -> `\n` * k (k = `max_newlines`);
 //! 7. if `strip`: `utf8_trim_whitespace` (Arrow's whitespace: Unicode category Zs and the bidi
@@ -78,7 +82,7 @@ impl Default for Options {
     }
 }
 
-/// `[\t\x0B\x0C\p{Zs}]`: the characters step 3 collapses.
+/// `[\t\x0B\x0C\p{Zs}]`: the characters step 4 collapses.
 #[inline]
 fn is_blank(c: u32) -> bool {
     matches!(
@@ -87,7 +91,7 @@ fn is_blank(c: u32) -> bool {
     )
 }
 
-/// `[\x00-\x08\x0B-\x1F\x7F-\x9F]`: the characters step 4 removes.
+/// `[\x00-\x08\x0B-\x1F\x7F-\x9F]`: the characters step 3 removes.
 #[inline]
 fn is_control(c: u32) -> bool {
     matches!(c, 0x00..=0x08 | 0x0B..=0x1F | 0x7F..=0x9F)
@@ -276,7 +280,7 @@ struct Chain<'o, 'r> {
     max_newlines: usize,
     /// step 2: a `\r` was seen and not yet replaced.
     pending_cr: bool,
-    /// step 3: inside a run of blanks.
+    /// step 4: inside a run of blanks.
     in_blank_run: bool,
     /// step 5: spaces held back until we know whether a `\n` follows.
     pending_spaces: usize,
@@ -302,22 +306,31 @@ impl Chain<'_, '_> {
     fn crlf(&mut self, c: u32, b: &[u8]) {
         if c == 0x0D {
             if self.pending_cr {
-                self.blanks(NEWLINE.0, NEWLINE.1);
+                self.controls(NEWLINE.0, NEWLINE.1);
             }
             self.pending_cr = true;
             return;
         }
         if self.pending_cr {
             self.pending_cr = false;
-            self.blanks(NEWLINE.0, NEWLINE.1);
+            self.controls(NEWLINE.0, NEWLINE.1);
             if c == 0x0A {
                 return;
             }
         }
+        self.controls(c, b);
+    }
+
+    /// Step 3: control characters other than `\t` and `\n` go.
+    #[inline(always)]
+    fn controls(&mut self, c: u32, b: &[u8]) {
+        if self.remove_control && is_control(c) {
+            return;
+        }
         self.blanks(c, b);
     }
 
-    /// Step 3: runs of `[\t\x0B\x0C\p{Zs}]` -> one space.
+    /// Step 4: runs of `[\t\x0B\x0C\p{Zs}]` -> one space.
     #[inline(always)]
     fn blanks(&mut self, c: u32, b: &[u8]) {
         if self.collapse {
@@ -327,17 +340,8 @@ impl Chain<'_, '_> {
             }
             if self.in_blank_run {
                 self.in_blank_run = false;
-                self.controls(SPACE.0, SPACE.1);
+                self.line_ends(SPACE.0, SPACE.1);
             }
-        }
-        self.controls(c, b);
-    }
-
-    /// Step 4: control characters other than `\t` and `\n` go.
-    #[inline(always)]
-    fn controls(&mut self, c: u32, b: &[u8]) {
-        if self.remove_control && is_control(c) {
-            return;
         }
         self.line_ends(c, b);
     }
@@ -396,11 +400,11 @@ impl Chain<'_, '_> {
     fn finish(mut self, strip: bool) {
         if self.pending_cr {
             self.pending_cr = false;
-            self.blanks(NEWLINE.0, NEWLINE.1);
+            self.controls(NEWLINE.0, NEWLINE.1);
         }
         if self.in_blank_run {
             self.in_blank_run = false;
-            self.controls(SPACE.0, SPACE.1);
+            self.line_ends(SPACE.0, SPACE.1);
         }
         self.flush_spaces();
         if strip {
@@ -504,6 +508,16 @@ fn clean_ascii8(w: u64) -> bool {
 /// Normalise `text` (steps 1-7) and append the result to `out`. `scratch` is reused between
 /// calls for step 1's output.
 pub fn normalize_into(text: &str, opts: &Options, scratch: &mut String, out: &mut Writer<'_>) {
+    // Steps 2-3 first when there are control characters (or `\r`) to remove, so that the Unicode
+    // normalisation sees the text without them: removing a control character between a base
+    // letter and a combining mark afterwards would leave the text unnormalised.
+    let cleaned: String;
+    let text: &str = if opts.remove_control && needs_control_pass(text.as_bytes()) {
+        cleaned = crlf_and_controls(text);
+        &cleaned
+    } else {
+        text
+    };
     let src: &str = if opts.form == Form::None || quick_check_yes(text, opts.form) {
         text
     } else {
@@ -532,6 +546,32 @@ pub fn normalize_into(text: &str, opts: &Options, scratch: &mut String, out: &mu
     };
     chain.run(src.as_bytes());
     chain.finish(opts.strip);
+}
+
+/// True when the text has a `\r` or a character step 3 removes (C0 other than `\t`/`\n`, DEL, C1).
+fn needs_control_pass(b: &[u8]) -> bool {
+    b.iter().enumerate().any(|(i, &x)| {
+        (x < 0x20 && x != b'\n' && x != b'\t')
+            || x == 0x7F
+            || (x == 0xC2 && b.get(i + 1).is_some_and(|&y| (0x80..=0x9F).contains(&y)))
+    })
+}
+
+/// Steps 2 and 3 on their own: `\r\n?` -> `\n`, then control characters removed.
+fn crlf_and_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\r' {
+            if chars.peek() == Some(&'\n') {
+                chars.next();
+            }
+            out.push('\n');
+        } else if !is_control(c as u32) {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Convenience for tests: the normalised text as a `String`.
