@@ -931,8 +931,10 @@ mod tests {
 
     #[test]
     fn steps_run_in_order() {
-        // Control characters between blanks go after blanks were collapsed.
-        assert_eq!(normalize_str("a \x01 b", &opts()), "a  b");
+        // Control characters go before blanks are collapsed (so normalising is idempotent).
+        assert_eq!(normalize_str("a \x01 b", &opts()), "a b");
+        // ...and before the Unicode normalisation: the accent composes with its letter.
+        assert_eq!(normalize_str("a\x1b\u{301}", &opts()), "\u{e1}");
         // ...and spaces that then meet a newline go.
         assert_eq!(normalize_str("a \x01 \nb", &opts()), "a\nb");
         // \r\r\n is two newlines; lone \r is one.
