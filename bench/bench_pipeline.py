@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA, REPO, RESULTS, POLARS_STEPS, normalize_text  # noqa: E402
+from common import DATA, REPO, RESULTS, POLARS_PRE_NFC, POLARS_STEPS, normalize_text  # noqa: E402
 
 TOOLS = ("curate", "datatrove", "polars")
 VENV_BIN = Path(sys.executable).parent
@@ -339,8 +339,10 @@ def read_datatrove(work: Path):
 def polars_normalize_expr():
     import polars as pl
 
-    e = pl.col("text").str.normalize("NFC")
-    for pat, rep in POLARS_STEPS:
+    e = pl.col("text")
+    for i, (pat, rep) in enumerate(POLARS_STEPS):
+        if i == POLARS_PRE_NFC:
+            e = e.str.normalize("NFC")
         e = e.str.replace_all(pat, rep)
     return e.str.strip_chars()
 

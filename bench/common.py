@@ -6,9 +6,9 @@
 - process-tree peak-RSS sampling and small I/O helpers.
 
 curate's ``normalize`` (the spec these follow, in this order):
-  1. Unicode NFC;
-  2. ``\\r\\n`` and ``\\r`` -> ``\\n``;
-  3. remove control characters (Unicode category Cc) except ``\\n`` and ``\\t``;
+  1. ``\\r\\n`` and ``\\r`` -> ``\\n``;
+  2. remove control characters (Unicode category Cc) except ``\\n`` and ``\\t``;
+  3. Unicode NFC (after 1-2, so a removed control character never blocks a composition);
   4. collapse each run of horizontal whitespace (tab, space and the other Unicode space
      separators, category Zs) to one space;
   5. strip spaces at line ends;
@@ -43,18 +43,21 @@ _NL3_RE = re.compile("\n{3,}")
 
 def normalize_text(text: str) -> str:
     """Reference implementation of curate's ``normalize`` stage (see module docstring)."""
-    t = unicodedata.normalize("NFC", text)
+    t = text
     if "\r" in t:
         t = t.replace("\r\n", "\n").replace("\r", "\n")
     t = _CC_RE.sub("", t)
+    t = unicodedata.normalize("NFC", t)
     t = _HSPACE_RE.sub(" ", t)
     t = _LINE_END_RE.sub("\n", t)
     t = _NL3_RE.sub("\n\n", t)
     return t.strip()
 
 
-# The same steps for polars (Rust regex), applied in order with str.replace_all after
-# str.normalize("NFC"); the final strip is str.strip_chars() (all whitespace, as str.strip()).
+# The same steps for polars (Rust regex), applied in order with str.replace_all: the first two
+# before str.normalize("NFC"), the rest after; the final strip is str.strip_chars() (all
+# whitespace, as str.strip()).
+POLARS_PRE_NFC = 2
 POLARS_STEPS: list[tuple[str, str]] = [
     (r"\r\n?", "\n"),
     (r"[\x00-\x08\x0B-\x1F\x7F-\x9F]", ""),
