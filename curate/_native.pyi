@@ -27,6 +27,7 @@ __all__ = [
     "minhash_kernel",
     "normalize_texts",
     "shingle_hashes",
+    "text_jaccard_pairs",
     "tokenize",
 ]
 
@@ -77,6 +78,24 @@ def jaccard_estimate(
 def connected_components(src: _BufferLike, dst: _BufferLike) -> tuple[bytes, bytes]:
     """Components of the edges src[i] - dst[i] (u64 little-endian ids): (nodes, roots) as u64
     bytes, nodes ascending and roots the minimum node id of each node's component."""
+
+def text_jaccard_pairs(
+    offsets: _BufferLike,
+    data: _BufferLike,
+    index_a: _BufferLike,
+    index_b: _BufferLike,
+    *,
+    ngram: int = 5,
+    char_ngrams: bool = False,
+    lowercase: bool = True,
+    large_offsets: bool = False,
+    index_width: int = 8,
+    num_threads: int = 0,
+) -> bytes:
+    """Jaccard similarity of the shingle sets of the value pairs (index_a[i], index_b[i]) of an
+    Arrow string array (offsets/data as in `hash_texts`; u32 or u64 indices per `index_width` = 4
+    or 8), shingles compared by their xxh3-64 hashes: one little-endian f64 per pair, 1.0 for two
+    documents without shingles. Each distinct document is shingled once."""
 
 def exact_jaccard(
     text_a: str, text_b: str, ngram: int = 5, char_ngrams: bool = False, lowercase: bool = True

@@ -38,6 +38,7 @@ __all__ = [
     "connected_components",
     "estimated_jaccard",
     "exact_jaccard",
+    "exact_jaccard_pairs",
     "hash_texts",
     "lsh_band_keys",
     "minhash_signatures",
@@ -213,6 +214,46 @@ def exact_jaccard(
 ) -> float:
     """Exact Jaccard similarity of the shingle sets of two texts (1.0 if both have none)."""
     return _native.exact_jaccard(text_a, text_b, ngram, char_ngrams, lowercase)
+
+
+def exact_jaccard_pairs(
+    arr: TextColumn,
+    index_a: npt.ArrayLike,
+    index_b: npt.ArrayLike,
+    ngram: int = 5,
+    char_ngrams: bool = False,
+    *,
+    lowercase: bool = True,
+    num_threads: int = 0,
+) -> npt.NDArray[np.float64]:
+    """Exact Jaccard similarities of the text pairs ``(arr[index_a[i]], arr[index_b[i]])``:
+    shape (n_pairs,), float64. For verifying many candidate pairs at once: each distinct document
+    is shingled once (in parallel, GIL released). Shingles are compared by their xxh3-64 hashes,
+    so a value differs from :func:`exact_jaccard` only if two distinct shingles collide in 64
+    bits."""
+    ia, ib = _node_ids(index_a, "index_a"), _node_ids(index_b, "index_b")
+    if ia.shape != ib.shape:
+        raise ValueError(f"index_a and index_b must have the same length, got {ia.size} and {ib.size}")
+    chunks = [c for c in _as_chunks(arr) if len(c)]
+    if not chunks:
+        if ia.size:
+            raise ValueError("indices given for an empty text column")
+        return np.empty(0, dtype=np.float64)
+    col = chunks[0] if len(chunks) == 1 else pa.concat_arrays(chunks)
+    offsets, data, large = _buffers(col)
+    raw = _native.text_jaccard_pairs(
+        offsets,
+        data,
+        ia,
+        ib,
+        ngram=ngram,
+        char_ngrams=char_ngrams,
+        lowercase=lowercase,
+        large_offsets=large,
+        index_width=8,
+        num_threads=num_threads,
+    )
+    return np.frombuffer(raw, dtype="<f8")
 
 
 def shingle_hashes(

@@ -256,6 +256,63 @@ fn jaccard_estimate<'py>(
     })
 }
 
+/// Jaccard similarity of the shingle sets of the value pairs `(index_a[i], index_b[i])` of an
+/// Arrow string array (shingles compared by their xxh3-64 hashes): little-endian f64 bytes, one
+/// per pair. Each distinct document is shingled once; the GIL is released.
+#[pyfunction]
+#[pyo3(signature = (offsets, data, index_a, index_b, *, ngram=5, char_ngrams=false, lowercase=true,
+                    large_offsets=false, index_width=8, num_threads=0))]
+#[allow(clippy::too_many_arguments)]
+fn text_jaccard_pairs<'py>(
+    py: Python<'py>,
+    offsets: &Bound<'py, PyAny>,
+    data: &Bound<'py, PyAny>,
+    index_a: &Bound<'py, PyAny>,
+    index_b: &Bound<'py, PyAny>,
+    ngram: i64,
+    char_ngrams: bool,
+    lowercase: bool,
+    large_offsets: bool,
+    index_width: i64,
+    num_threads: i64,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let params = MinHashParams {
+        num_perm: 1,
+        ngram: count_arg("ngram", ngram)?,
+        char_ngrams,
+        lowercase,
+        seed: 0,
+    };
+    params.validate().map_err(to_py)?;
+    let iw = count_arg("index_width", index_width)?;
+    if iw != 4 && iw != 8 {
+        return Err(PyValueError::new_err(format!(
+            "index_width must be 4 or 8, got {iw}"
+        )));
+    }
+    let threads = count_arg("num_threads", num_threads)?;
+    let (ov, dv) = (
+        ByteView::get(offsets, "offsets")?,
+        ByteView::get(data, "data")?,
+    );
+    let (av, bv) = (
+        ByteView::get(index_a, "index_a")?,
+        ByteView::get(index_b, "index_b")?,
+    );
+    let col =
+        StringColumn::new(ov.as_slice(), dv.as_slice(), width(large_offsets)).map_err(to_py)?;
+    let (ia, ib) = (av.as_slice(), bv.as_slice());
+    let len = out_len(&[ia.len() / iw, 8])?;
+    PyBytes::new_with(py, len, |out| {
+        py.detach(|| {
+            in_pool(threads, || {
+                minhash::text_jaccard_pairs(&col, &params, ia, ib, iw, out)
+            })
+        })?
+        .map_err(to_py)
+    })
+}
+
 /// Connected components of the graph with edges `src[i] - dst[i]` (u64 little-endian bytes).
 /// Returns `(nodes, roots)` as u64 bytes: the distinct node ids ascending, and for each the
 /// minimum node id of its component.
@@ -358,6 +415,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(jaccard_estimate, m)?)?;
     m.add_function(wrap_pyfunction!(connected_components, m)?)?;
     m.add_function(wrap_pyfunction!(exact_jaccard, m)?)?;
+    m.add_function(wrap_pyfunction!(text_jaccard_pairs, m)?)?;
     m.add_function(wrap_pyfunction!(shingle_hashes, m)?)?;
     m.add_function(wrap_pyfunction!(tokenize, m)?)?;
     m.add_function(wrap_pyfunction!(minhash_kernel, m)?)?;

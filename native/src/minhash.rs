@@ -426,6 +426,101 @@ pub fn jaccard_pairs(
     Ok(())
 }
 
+/// Jaccard similarity of two sorted, de-duplicated hash sets; 1.0 when both are empty.
+pub fn jaccard_sorted(a: &[u64], b: &[u64]) -> f64 {
+    if a.is_empty() && b.is_empty() {
+        return 1.0;
+    }
+    let (mut i, mut j, mut inter) = (0usize, 0usize, 0usize);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                inter += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    inter as f64 / (a.len() + b.len() - inter) as f64
+}
+
+/// Jaccard similarity of the shingle sets of the value pairs `(idx_a[i], idx_b[i])` of `col`
+/// (u32 or u64 little-endian indices per `index_width` = 4 or 8), for verifying candidate pairs
+/// in bulk: each distinct document is shingled once, then the pairs are intersected, both in
+/// parallel. Shingles are compared by their xxh3-64 hashes (the values MinHash permutes), so the
+/// result equals `exact_jaccard` unless two distinct shingles of the pair collide in 64 bits.
+/// Output: f64 little-endian into `out`, 1.0 for two documents without shingles.
+pub fn text_jaccard_pairs(
+    col: &StringColumn<'_>,
+    p: &MinHashParams,
+    idx_a: &[u8],
+    idx_b: &[u8],
+    index_width: usize,
+    out: &mut [u8],
+) -> Result<()> {
+    p.validate()?;
+    if index_width != 4 && index_width != 8 {
+        return invalid(format!(
+            "index width must be 4 or 8 bytes, got {index_width}"
+        ));
+    }
+    if idx_a.len() != idx_b.len() || !idx_a.len().is_multiple_of(index_width) {
+        return invalid(format!(
+            "index buffers must have equal lengths that are multiples of {index_width} bytes, \
+             got {} and {}",
+            idx_a.len(),
+            idx_b.len()
+        ));
+    }
+    let n_pairs = idx_a.len() / index_width;
+    if out.len() != n_pairs * 8 {
+        return invalid(format!(
+            "output is {} bytes, expected {n_pairs} x 8",
+            out.len()
+        ));
+    }
+    let mut docs: Vec<u64> = Vec::new();
+    docs.try_reserve_exact(2 * n_pairs)
+        .map_err(|_| crate::error::CoreError::Memory(format!("cannot index {n_pairs} pairs")))?;
+    for i in 0..n_pairs {
+        for (name, buf) in [("a", idx_a), ("b", idx_b)] {
+            let v = read_index(buf, index_width, i);
+            if v >= col.len() as u64 {
+                return invalid(format!(
+                    "index_{name}[{i}] = {v} is out of range for {} texts",
+                    col.len()
+                ));
+            }
+            docs.push(v);
+        }
+    }
+    docs.sort_unstable();
+    docs.dedup();
+    let sets: Vec<Vec<u64>> = docs
+        .par_iter()
+        .map_init(Scratch::new, |scratch, &d| {
+            let text = decode_lossy(col.value(d as usize));
+            shingle_hashes_into(&text, p, scratch);
+            let mut h = scratch.hashes.clone();
+            h.sort_unstable();
+            h.dedup();
+            h
+        })
+        .collect();
+    let slot = |v: u64| docs.binary_search(&v).unwrap_or_else(|e| e);
+    out.par_chunks_mut(8)
+        .with_min_len(64)
+        .enumerate()
+        .for_each(|(i, d)| {
+            let a = &sets[slot(read_index(idx_a, index_width, i))];
+            let b = &sets[slot(read_index(idx_b, index_width, i))];
+            d.copy_from_slice(&jaccard_sorted(a, b).to_le_bytes());
+        });
+    Ok(())
+}
+
 /// Exact Jaccard similarity of the shingle sets of two texts (same shingling as the signatures).
 /// Two texts without any shingle are identical: 1.0.
 pub fn exact_jaccard(a: &str, b: &str, ngram: usize, char_ngrams: bool, lowercase: bool) -> f64 {
@@ -534,6 +629,43 @@ mod tests {
         let est = sa.iter().zip(&sb).filter(|(x, y)| x == y).count() as f64 / 128.0;
         let sd = (j * (1.0 - j) / 128.0).sqrt();
         assert!((est - j).abs() < 4.0 * sd + 1e-9, "est {est} exact {j}");
+    }
+
+    #[test]
+    fn text_pairs_match_exact_jaccard() {
+        let texts = [
+            "the quick brown fox jumps over the lazy dog and runs far away",
+            "the quick brown fox jumps over the lazy cat and runs far away",
+            "",
+            "!!",
+            "something else entirely, with no words in common at all here",
+        ];
+        let mut data = Vec::new();
+        let mut offs: Vec<u8> = 0i32.to_le_bytes().to_vec();
+        for t in texts {
+            data.extend_from_slice(t.as_bytes());
+            offs.extend_from_slice(&(data.len() as i32).to_le_bytes());
+        }
+        let col = StringColumn::new(&offs, &data, crate::arrow::OffsetWidth::I32).unwrap();
+        let p = MinHashParams {
+            ngram: 3,
+            ..params()
+        };
+        let pairs = [(0u64, 1u64), (0, 0), (2, 3), (0, 2), (4, 0), (1, 4)];
+        let ia: Vec<u8> = pairs.iter().flat_map(|x| x.0.to_le_bytes()).collect();
+        let ib: Vec<u8> = pairs.iter().flat_map(|x| x.1.to_le_bytes()).collect();
+        let mut out = vec![0u8; pairs.len() * 8];
+        text_jaccard_pairs(&col, &p, &ia, &ib, 8, &mut out).unwrap();
+        for (k, &(a, b)) in pairs.iter().enumerate() {
+            let got = f64::from_le_bytes(out[k * 8..k * 8 + 8].try_into().unwrap());
+            let want = exact_jaccard(texts[a as usize], texts[b as usize], 3, false, true);
+            assert_eq!(got, want, "pair {a} {b}");
+        }
+        let bad: Vec<u8> = 9u64.to_le_bytes().to_vec();
+        let mut one = vec![0u8; 8];
+        assert!(text_jaccard_pairs(&col, &p, &ia[..8], &bad, 8, &mut one).is_err());
+        assert!(text_jaccard_pairs(&col, &p, &ia, &ib[..8], 8, &mut out).is_err());
+        assert!(text_jaccard_pairs(&col, &p, &ia[..8], &ib[..8], 3, &mut one).is_err());
     }
 
     #[test]
