@@ -182,24 +182,57 @@ class _ActorStage:
 # ---------------------------------------------------------------- global stages
 
 
-def _keys_fn(stage: GlobalStage[Any], label: str, buckets: int, stats: Any) -> Callable[[pa.Table], pa.Table]:
+def _prepare_global(stage: GlobalStage[Any], context_ref: Any, cache: dict[str, Any]) -> None:
+    """Worker side: ``setup()`` once, and the previous round's ``resolve`` output as ``stage.context``."""
+    if not getattr(stage, "_curate_ready", False):
+        stage.setup()
+        stage._curate_ready = True  # type: ignore[attr-defined]
+    if context_ref is not None and "context" not in cache:
+        import ray
+
+        cache["context"] = ray.get(context_ref)
+        stage.context = cache["context"]  # type: ignore[attr-defined]
+
+
+def _with_bucket(keys: pa.Table, buckets: int) -> pa.Table:
+    bucket = pc.cast(pc.bit_wise_and(keys.column("key"), pa.scalar(buckets - 1, pa.uint64())), pa.int32())
+    return keys.append_column("_bucket", bucket)
+
+
+def _keys_fn(stage: GlobalStage[Any], label: str, buckets: int, stats: Any, context_ref: Any = None) -> Callable[[pa.Table], pa.Table]:
+    cache: dict[str, Any] = {}
+
     def fn(batch: pa.Table) -> pa.Table:
-        if not getattr(stage, "_curate_ready", False):
-            stage.setup()
-            stage._curate_ready = True  # type: ignore[attr-defined]
+        _prepare_global(stage, context_ref, cache)
         t0 = time.perf_counter()
         live = batch.filter(_is_live(batch))
         keys = stage.keys(live)
-        bucket = pc.cast(pc.bit_wise_and(keys.column("key"), pa.scalar(buckets - 1, pa.uint64())), pa.int32())
         if stats is not None:
             stats.add.remote(label, 0, 0, time.perf_counter() - t0, {})
-        return keys.append_column("_bucket", bucket)
+        return _with_bucket(keys, buckets)
 
     return fn
 
 
-def _reduce_fn(stage: GlobalStage[Any], label: str, stats: Any) -> Callable[[pa.Table], pa.Table]:
+def _extra_keys_fn(stage: GlobalStage[Any], label: str, buckets: int, stats: Any, context_ref: Any = None) -> Callable[[pa.Table], pa.Table]:
+    cache: dict[str, Any] = {}
+
+    def fn(batch: pa.Table) -> pa.Table:
+        _prepare_global(stage, context_ref, cache)
+        t0 = time.perf_counter()
+        keys = stage.extra_keys(batch)  # type: ignore[attr-defined]
+        if stats is not None:
+            stats.add.remote(label, 0, 0, time.perf_counter() - t0, {})
+        return _with_bucket(keys, buckets)
+
+    return fn
+
+
+def _reduce_fn(stage: GlobalStage[Any], label: str, stats: Any, context_ref: Any = None) -> Callable[[pa.Table], pa.Table]:
+    cache: dict[str, Any] = {}
+
     def fn(group: pa.Table) -> pa.Table:
+        _prepare_global(stage, context_ref, cache)
         t0 = time.perf_counter()
         out = stage.reduce(group.drop_columns(["_bucket"]))
         if stats is not None:
@@ -207,6 +240,68 @@ def _reduce_fn(stage: GlobalStage[Any], label: str, stats: Any) -> Callable[[pa.
         return out
 
     return fn
+
+
+def _run_global(
+    stage: GlobalStage[Any],
+    label: str,
+    ds: Any,
+    num_cpus: float,
+    remote: dict[str, Any],
+    stats: Any,
+    target: "WriteTarget",
+    log: Callable[[str], None] = lambda _m: None,
+) -> pa.Table:
+    """Run a global stage on the materialised ``ds``; returns ``resolve``'s drops.
+
+    Optional protocol (duck-typed, so a plain keys/reduce/resolve stage needs none of it):
+
+    - Before the first round the stage gets ``buckets`` (the number of hash partitions: a key
+      row goes to partition ``key & (buckets - 1)``), ``output_uri`` and ``run_id`` (the dataset
+      this run writes and the run's id, for side outputs such as an index saved next to it).
+    - ``rounds`` (default 1): a stage may run several keys -> reduce -> resolve rounds over the same
+      materialised input. ``stage.round`` is the current round (0-based) in keys, reduce and
+      resolve; ``resolve`` of a non-final round returns a table that ``keys`` and ``reduce`` of the
+      next round see as ``stage.context``. ``rounds`` is read again after every ``resolve``, so a
+      stage can stop early by lowering it; the last round's ``resolve`` returns the drops.
+    - ``extra_inputs()`` -> list of Parquet paths (files or folders): read in parallel and mapped
+      by ``extra_keys(table)`` into more key rows of the round (same schema as ``keys``'s), e.g.
+      an index saved by an earlier run.
+    """
+    import ray
+    import ray.data
+
+    buckets = 1 << max(3, int(np.ceil(np.log2(max(2, num_cpus * 4)))))
+    stage.buckets = buckets  # type: ignore[attr-defined]
+    stage.output_uri = target.main_uri  # type: ignore[attr-defined]
+    stage.run_id = target.run_id  # type: ignore[attr-defined]
+    context_ref = None
+    rnd = 0
+    while True:
+        t0 = time.perf_counter()
+        stage.round = rnd  # type: ignore[attr-defined]
+        ray.get(stats.phase.remote(label, "keys" if rnd == 0 else f"keys {rnd + 1}"))
+        keys = ds.map_batches(_keys_fn(stage, label, buckets, stats, context_ref), batch_size=stage.batch_size, batch_format="pyarrow", **remote)
+        extra = list(getattr(stage, "extra_inputs", lambda: [])())
+        if extra:
+            more = ray.data.read_parquet(extra).map_batches(
+                _extra_keys_fn(stage, label, buckets, stats, context_ref), batch_size=stage.batch_size, batch_format="pyarrow", **remote
+            )
+            keys = keys.union(more)
+        reduced = keys.groupby("_bucket").map_groups(_reduce_fn(stage, label, stats, context_ref), batch_format="pyarrow", **remote)
+        parts = [t for t in (ray.get(ref) for ref in reduced.to_arrow_refs()) if t.num_columns]
+        ray.get(stats.phase.remote(label, "resolve"))
+        reduced_table = pa.concat_tables(parts) if parts else pa.table({})
+        t1 = time.perf_counter()
+        result = stage.resolve(reduced_table)
+        log(
+            f"{label} round {rnd + 1}: keys+shuffle+reduce {t1 - t0:.2f}s ({reduced_table.num_rows} rows reduced), "
+            f"resolve {time.perf_counter() - t1:.2f}s"
+        )
+        rnd += 1
+        if rnd >= int(getattr(stage, "rounds", 1)):
+            return result
+        context_ref = ray.put(result)
 
 
 def _apply_fn(stage_label: str, drops_ref: Any, stats: Any) -> Callable[[pa.Table], pa.Table]:
@@ -416,14 +511,10 @@ def build_and_run(
             remote["memory"] = res.memory
         if isinstance(stage, GlobalStage):
             ray.get(stats.phase.remote(label, "keys"))
+            t0 = time.perf_counter()
             ds = ds.materialize()
-            buckets = 1 << max(3, int(np.ceil(np.log2(max(2, num_cpus * 4)))))
-            keys = ds.map_batches(_keys_fn(stage, label, buckets, stats), batch_size=stage.batch_size, batch_format="pyarrow", **remote)
-            reduced = keys.groupby("_bucket").map_groups(_reduce_fn(stage, label, stats), batch_format="pyarrow", **remote)
-            parts = [t for t in (ray.get(ref) for ref in reduced.to_arrow_refs()) if t.num_columns]
-            ray.get(stats.phase.remote(label, "resolve"))
-            reduced_table = pa.concat_tables(parts) if parts else pa.table({})
-            drops = stage.resolve(reduced_table)
+            log(f"{label}: upstream materialised in {time.perf_counter() - t0:.2f}s")
+            drops = _run_global(stage, label, ds, num_cpus, remote, stats, target, log)
             log(f"{label}: {drops.num_rows} rows to drop")
             ray.get(stats.phase.remote(label, "apply"))
             ds = ds.map_batches(_apply_fn(label, ray.put(drops), stats), batch_size=stage.batch_size, batch_format="pyarrow", num_cpus=1)
