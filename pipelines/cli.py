@@ -292,7 +292,9 @@ def stages(name: str | None) -> None:
         table.add_column(col)
     for pname, field in cls.Params.model_fields.items():
         default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
-        table.add_row(pname, str(field.annotation).replace("typing.", ""), default, field.description or "")
+        ann = field.annotation
+        shown = ann.__name__ if isinstance(ann, type) else str(ann).replace("typing.", "")
+        table.add_row(pname, shown, default, field.description or "")
     out_console.print(table)
 
 
