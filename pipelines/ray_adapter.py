@@ -4,10 +4,13 @@
 - A stateless :class:`Stage` becomes ``map_batches`` tasks; a ``stateful`` one (it holds a
   model) becomes an actor pool, so ``setup()`` runs once per actor. Resources (CPUs, GPUs,
   memory) and batch size come from the stage's declaration.
-- A :class:`GlobalStage` runs as keys (``map_batches``) -> hash-partitioned ``groupby`` of the
-  small key rows -> ``reduce`` per partition -> ``resolve`` -> a ``map_batches`` that marks the
-  dropped rows. The upstream dataset is materialised in Ray's object store (spilling to disk),
-  never in the driver.
+- A :class:`GlobalStage` runs as keys -> hash partitions of the small key rows -> ``reduce``
+  per partition -> ``resolve`` (driver) -> a ``map_batches`` that marks the dropped rows, in one
+  or more rounds (see :func:`_run_global`). The upstream dataset is materialised in Ray's object
+  store (spilling to disk), never in the driver. The keys/partition/reduce step runs as plain Ray
+  tasks over the materialised blocks (one split task per block, one reduce task per partition);
+  ``CURATE_GLOBAL_SHUFFLE=ray_data`` uses Ray Data's ``groupby().map_groups()`` instead (the
+  sort-based shuffle, measured 1.5-2x slower here: bench/minhash.md).
 - The writer is the last ``map_batches``: each task writes Parquet shards of kept rows (and of
   dropped rows) straight into the table folders and returns only their metadata; the driver
   makes one Delta commit from that metadata (see :mod:`curate.pipelines.store`).
@@ -190,7 +193,8 @@ def _prepare_global(stage: GlobalStage[Any], context_ref: Any, cache: dict[str, 
     if context_ref is not None and "context" not in cache:
         import ray
 
-        cache["context"] = ray.get(context_ref)
+        # a Ray task gets the table itself (top-level ObjectRef arguments are resolved)
+        cache["context"] = ray.get(context_ref) if isinstance(context_ref, ray.ObjectRef) else context_ref
         stage.context = cache["context"]  # type: ignore[attr-defined]
 
 
@@ -242,6 +246,68 @@ def _reduce_fn(stage: GlobalStage[Any], label: str, stats: Any, context_ref: Any
     return fn
 
 
+def _split_block(
+    stage: GlobalStage[Any], label: str, buckets: int, stats: Any, context_ref: Any, extra: bool, block: pa.Table
+) -> list[pa.Table]:
+    """Task: key rows of one block (in ``batch_size`` slices), cut into ``buckets`` partitions."""
+    _prepare_global(stage, context_ref, {})
+    t0 = time.perf_counter()
+    if not extra:
+        block = block.filter(_is_live(block))
+    parts: list[list[pa.Table]] = [[] for _ in range(buckets)]
+    step = max(1, int(stage.batch_size))
+    for start in range(0, block.num_rows, step):
+        piece = block.slice(start, step)
+        keys = stage.extra_keys(piece) if extra else stage.keys(piece)  # type: ignore[attr-defined]
+        if keys.num_rows == 0:
+            continue
+        bucket = (keys.column("key").to_numpy() & np.uint64(buckets - 1)).astype(np.int64)
+        order = np.argsort(bucket, kind="stable")
+        counts = np.bincount(bucket, minlength=buckets)
+        keys = keys.take(pa.array(order))
+        offset = 0
+        for i, c in enumerate(counts.tolist()):
+            if c:
+                parts[i].append(keys.slice(offset, c))
+            offset += c
+    if stats is not None:
+        stats.add.remote(label, 0, 0, time.perf_counter() - t0, {})
+    return [pa.concat_tables(p) if p else pa.table({}) for p in parts]
+
+
+def _reduce_parts(stage: GlobalStage[Any], label: str, stats: Any, context_ref: Any, *parts: pa.Table) -> pa.Table:
+    """Task: every key row of one partition (so all rows of each of its keys) -> ``reduce``."""
+    rows = [p for p in parts if p.num_columns and p.num_rows]
+    if not rows:
+        return pa.table({})
+    _prepare_global(stage, context_ref, {})
+    t0 = time.perf_counter()
+    out = stage.reduce(pa.concat_tables(rows, promote_options="default"))
+    if stats is not None:
+        stats.add.remote(label, 0, 0, time.perf_counter() - t0, {})
+    return out
+
+
+def _shuffle_reduce_tasks(
+    stage: GlobalStage[Any], label: str, ds: Any, extra: list[str], buckets: int, remote: dict[str, Any], stats: Any, context_ref: Any
+) -> list[pa.Table]:
+    """keys -> hash partitions -> reduce as plain Ray tasks over the materialised blocks: one
+    split task per block (``buckets`` small outputs), one reduce task per partition."""
+    import ray
+    import ray.data
+
+    opts = {k: v for k, v in remote.items() if k in ("num_cpus", "num_gpus", "memory")}
+    split = ray.remote(_split_block).options(num_returns=buckets, **opts)
+    reduce = ray.remote(_reduce_parts).options(**opts)
+    stage_ref = ray.put(stage)
+    blocks = [(False, ref) for ref in ds.to_arrow_refs()]
+    if extra:
+        blocks += [(True, ref) for ref in ray.data.read_parquet(extra).to_arrow_refs()]
+    splits = [split.remote(stage_ref, label, buckets, stats, context_ref, is_extra, ref) for is_extra, ref in blocks]
+    reduced = [reduce.remote(stage_ref, label, stats, context_ref, *[s[i] for s in splits]) for i in range(buckets)]
+    return [t for t in ray.get(reduced) if t.num_columns]
+
+
 def _run_global(
     stage: GlobalStage[Any],
     label: str,
@@ -281,15 +347,18 @@ def _run_global(
         t0 = time.perf_counter()
         stage.round = rnd  # type: ignore[attr-defined]
         ray.get(stats.phase.remote(label, "keys" if rnd == 0 else f"keys {rnd + 1}"))
-        keys = ds.map_batches(_keys_fn(stage, label, buckets, stats, context_ref), batch_size=stage.batch_size, batch_format="pyarrow", **remote)
         extra = list(getattr(stage, "extra_inputs", lambda: [])())
-        if extra:
-            more = ray.data.read_parquet(extra).map_batches(
-                _extra_keys_fn(stage, label, buckets, stats, context_ref), batch_size=stage.batch_size, batch_format="pyarrow", **remote
-            )
-            keys = keys.union(more)
-        reduced = keys.groupby("_bucket").map_groups(_reduce_fn(stage, label, stats, context_ref), batch_format="pyarrow", **remote)
-        parts = [t for t in (ray.get(ref) for ref in reduced.to_arrow_refs()) if t.num_columns]
+        if os.environ.get("CURATE_GLOBAL_SHUFFLE", "tasks") == "tasks":
+            parts = _shuffle_reduce_tasks(stage, label, ds, extra, buckets, remote, stats, context_ref)
+        else:
+            keys = ds.map_batches(_keys_fn(stage, label, buckets, stats, context_ref), batch_size=stage.batch_size, batch_format="pyarrow", **remote)
+            if extra:
+                more = ray.data.read_parquet(extra).map_batches(
+                    _extra_keys_fn(stage, label, buckets, stats, context_ref), batch_size=stage.batch_size, batch_format="pyarrow", **remote
+                )
+                keys = keys.union(more)
+            reduced = keys.groupby("_bucket").map_groups(_reduce_fn(stage, label, stats, context_ref), batch_format="pyarrow", **remote)
+            parts = [t for t in (ray.get(ref) for ref in reduced.to_arrow_refs()) if t.num_columns]
         ray.get(stats.phase.remote(label, "resolve"))
         reduced_table = pa.concat_tables(parts) if parts else pa.table({})
         t1 = time.perf_counter()
