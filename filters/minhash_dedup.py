@@ -39,7 +39,6 @@ checked with the MinHash estimate (the old texts are not re-read), new-new pairs
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
@@ -302,6 +301,8 @@ class MinHashDedup(GlobalStage[MinHashDedupParams]):
         self._cache: dict[str, Any] = {}
         self._clusters: dict[str, Any] | None = None
         self._round_seconds = 0.0
+        # used only when no engine set run_id; made here so every (pickled) worker copy agrees
+        self._fallback_run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
         # relative paths are resolved here, in the driver (workers may run elsewhere)
         root = p.index_dir
         self._index_root = root if root is None or "://" in root else os.path.abspath(root)
@@ -380,7 +381,7 @@ class MinHashDedup(GlobalStage[MinHashDedupParams]):
 
     def _run_dir(self) -> str:
         """Where this run's index and cluster export go (one folder per run)."""
-        run = self.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        run = self.run_id or self._fallback_run
         if self._index_root:
             return _join(self._index_root, run)
         if not self.output_uri:
