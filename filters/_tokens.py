@@ -46,7 +46,10 @@ _fast: dict[str, Any] = {}  # language -> _Fast, or None where datatrove's own f
 _docs: dict[tuple[str, str], list[str]] = {}  # (language, text) -> words
 _lines: dict[tuple[str, str], list[str]] = {}  # (language, line) -> sentences
 _zone: list[Any] = []  # open spaCy memory zones (one per language) during a batch
-stats = {"whole_docs": 0, "doc_hits": 0, "doc_misses": 0, "chunk_misses": 0, "line_hits": 0, "line_misses": 0}
+#: a spaCy symbol name: tokenising it breaks spaCy's vocabulary (datatrove has its own workaround),
+#: so texts containing it always go to datatrove's own functions
+POISON = "IS_ALPHA"
+stats = {"fallback_docs": 0, "whole_docs": 0, "doc_hits": 0, "doc_misses": 0, "chunk_misses": 0, "line_hits": 0, "line_misses": 0}
 
 
 def _datatrove_text() -> Any:
@@ -138,6 +141,7 @@ class _Fast:
         self.max_tail = max(map(len, self.tails), default=0)
         self.max_head = max(map(len, self.heads), default=0)
         self._special: dict[str, bool] = {}
+        self.rules = frozenset(t.rules)
         #: run -> (tokens, tokens of special-case patterns it may start / end with, or None)
         self.runs: dict[str, tuple[tuple[str, ...], frozenset[str] | None, frozenset[str] | None]] = {}
 
@@ -148,38 +152,45 @@ class _Fast:
         stack.enter_context(self.nlp.memory_zone())
         return stack
 
-    @staticmethod
-    def _split(tokens: Iterable[Any], n: int) -> list[list[str]]:
-        out: list[list[str]] = []
-        current: list[str] = []
-        for token in tokens:
-            text = token.text
-            if text.isspace():
-                out.append(current)
-                current = []
-            else:
-                current.append(text)
-        out.append(current)
-        if len(out) != n:  # pragma: no cover - would mean a run was split at whitespace
-            raise RuntimeError("run tokenisation out of step")
-        return out
-
     def tokenise_runs(self, runs: list[str]) -> None:
         """Tokenise whitespace-free runs, each on its own, with one spaCy call for all of them.
 
         The runs are joined by newlines: a newline is a token of its own that no special-case
-        pattern contains, so no run's tokens interact with its neighbours'.
+        pattern contains, so no run's tokens interact with its neighbours'. A purely alphabetic
+        run that is not itself a special case is always one token (no prefix, suffix or infix rule
+        applies to letters alone), so those skip spaCy.
         """
-        with self.zone():
-            full = self._split(self.nlp.tokenizer("\n".join(runs)), len(runs))
+        from spacy.attrs import IDX, LENGTH
+
+        rules = self.rules
+        hard = [r for r in runs if not r.isalpha() or r in rules]
+        toks_of: dict[str, tuple[str, ...]] = {}
+        if hard:
+            joined = "\n".join(hard)
+            with self.zone():
+                arr = self.nlp.tokenizer(joined).to_array([IDX, LENGTH]).reshape(-1, 2)
+            it = iter(hard)
+            current: list[str] = []
+            for i, n in zip(arr[:, 0].tolist(), arr[:, 1].tolist()):
+                if n == 1 and joined[i] == "\n":
+                    toks_of[next(it)] = tuple(current)
+                    current = []
+                else:
+                    current.append(joined[i : i + n])
+            toks_of[next(it)] = tuple(current)
+            if next(it, None) is not None:  # pragma: no cover - would mean a run was split at whitespace
+                raise RuntimeError("run tokenisation out of step")
         heads, tails = self.heads, self.tails
         max_head, max_tail = self.max_head, self.max_tail
-        for run, toks in zip(runs, full):
+        for run in runs:
+            toks = toks_of.get(run)
+            if toks is None:
+                toks = (run,)
             # every token the special-case matcher can see at the run's edges is a prefix/suffix
             n = len(run)
             firsts = [run[:k] for k in range(1, min(n, max_head) + 1) if run[:k] in heads]
             lasts = [run[-k:] for k in range(1, min(n, max_tail) + 1) if run[-k:] in tails]
-            self.runs[run] = (tuple(toks), frozenset(firsts) or None, frozenset(lasts) or None)
+            self.runs[run] = (toks, frozenset(firsts) or None, frozenset(lasts) or None)
 
     def special(self, run: str) -> bool:
         """Whether special cases change the run's tokens (tokens differ from affix rules alone)."""
@@ -227,11 +238,22 @@ class _Fast:
 
     def whole(self, texts: list[str]) -> list[list[str]]:
         """datatrove's tokenisation of whole documents (its tokens, whitespace tokens dropped)."""
+        from spacy.attrs import IDX, LENGTH
+
         out = []
         with self.zone():
-            for doc in self.nlp.tokenizer.pipe(texts):
-                out.append([t.text.strip() for t in doc if t.text.strip()])
+            for text, doc in zip(texts, self.nlp.tokenizer.pipe(texts)):
+                arr = doc.to_array([IDX, LENGTH]).reshape(-1, 2)
+                words = [text[i : i + n] for i, n in zip(arr[:, 0].tolist(), arr[:, 1].tolist())]
+                # datatrove keeps token.text.strip() when non-empty; a spaCy token is either all
+                # whitespace or has none
+                out.append([w for w in words if not w.isspace()])
         return out
+
+
+def _reference_words(text: str, language: str) -> list[str]:
+    fn = _orig.get("split_into_words") or _datatrove_text().split_into_words
+    return list(fn(text, language))
 
 
 def prepare(texts: Iterable[str], language: str = "en") -> None:
@@ -241,32 +263,42 @@ def prepare(texts: Iterable[str], language: str = "en") -> None:
         return
     with _lock:
         todo: list[str] = []
+        slow: list[str] = []
         missing: dict[str, None] = {}
         seen: set[str] = set()
         for text in texts:
             if (language, text) in _docs or text in seen:
                 continue
             seen.add(text)
+            if POISON in text:
+                slow.append(text)
+                continue
             todo.append(text)
             for run in text.split():
                 if run not in fast.runs:
                     missing[run] = None
-        if missing:
-            runs = list(missing)
-            stats["chunk_misses"] += len(runs)
-            for start in range(0, len(runs), 50_000):
-                fast.tokenise_runs(runs[start : start + 50_000])
-        whole: list[str] = []
-        for text in todo:
-            words = fast.words(text)
-            if words is None:
-                whole.append(text)
-            else:
-                _docs[(language, text)] = words
-        if whole:
-            stats["whole_docs"] += len(whole)
-            for text, words in zip(whole, fast.whole(whole)):
-                _docs[(language, text)] = words
+        try:
+            if missing:
+                runs = list(missing)
+                stats["chunk_misses"] += len(runs)
+                for start in range(0, len(runs), 50_000):
+                    fast.tokenise_runs(runs[start : start + 50_000])
+            whole: list[str] = []
+            for text in todo:
+                words = fast.words(text)
+                if words is None:
+                    whole.append(text)
+                else:
+                    _docs[(language, text)] = words
+            if whole:
+                stats["whole_docs"] += len(whole)
+                for text, words in zip(whole, fast.whole(whole)):
+                    _docs[(language, text)] = words
+        except Exception:  # spaCy refused something in this batch: datatrove's own function, per document
+            stats["fallback_docs"] += len(todo)
+            slow += [t for t in todo if (language, t) not in _docs]
+        for text in slow:
+            _docs[(language, text)] = _reference_words(text, language)
         _evict(_docs, MAX_DOCS)
         _evict(fast.runs, MAX_CHUNKS)
 
@@ -300,16 +332,21 @@ def split_into_sentences(text: str, language: str = "en") -> list[str]:
         return sents
     stats["line_misses"] += 1
     fast = _fast_for(language)
-    if fast is None:
-        sents = _orig["split_into_sentences"](text, language)
-    else:
+    sents = None
+    if fast is not None and POISON not in text:
         nlp = fast.sent_nlp
         # what datatrove's SpaCyTokenizer.span_tokenize + split_into_parts(SENTENCE) compute
         nlp.max_length = len(text) + 10
         ctx = nlp.memory_zone() if not _zone else contextlib.nullcontext()
-        with ctx:
-            ends = [s.end_char for s in nlp(text, disable=["parser", "tagger", "ner"]).sents]
-        sents = [text[a:b] for a, b in zip([0] + ends[:-1], ends[:-1] + [len(text)])]
+        try:
+            with ctx:
+                ends = [s.end_char for s in nlp(text, disable=["parser", "tagger", "ner"]).sents]
+            sents = [text[a:b] for a, b in zip([0] + ends[:-1], ends[:-1] + [len(text)])]
+        except Exception:  # spaCy refused the text: datatrove's own function decides
+            sents = None
+    if sents is None:
+        fn = _orig.get("split_into_sentences") or _datatrove_text().split_into_sentences
+        sents = list(fn(text, language))
     with _lock:
         _lines[key] = sents
         _evict(_lines, MAX_LINES)

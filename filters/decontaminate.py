@@ -36,6 +36,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from curate.pipelines.errors import ConfigError
+from . import _fasttext
 from curate.pipelines.stage import Drops, Params, Stage, StageOutput
 
 WORD = re.compile(r"\w+")
@@ -146,6 +147,7 @@ class Decontaminate(Stage[DecontaminateParams]):
     name = "decontaminate"
     Params = DecontaminateParams
     batch_size = 4096
+    resources = _fasttext.stage_resources()
 
     def __init__(self, params: DecontaminateParams) -> None:
         super().__init__(params)

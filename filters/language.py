@@ -59,6 +59,7 @@ class Language(Stage[LanguageParams]):
     name = "language"
     Params = LanguageParams
     batch_size = 4096
+    resources = _fasttext.stage_resources()
 
     def __init__(self, params: LanguageParams) -> None:
         super().__init__(params)
@@ -92,8 +93,10 @@ class Language(Stage[LanguageParams]):
         ok = np.zeros(n, dtype=bool)
         if n == 0:
             return top, top_score, ok
-        # every label scoring >= min_score, best first (fastText prunes the rest exactly)
-        labels, probs = self._model.predict(texts, k=-1, threshold=p.min_score)
+        # the labels scoring near or above min_score, best first: fastText's threshold prunes the
+        # label tree in log space with a little rounding, so prune a margin below min_score and
+        # compare exactly here (a document at 0.65000623 with min_score 0.65 must be kept)
+        labels, probs = self._model.predict(texts, k=-1, threshold=max(0.0, p.min_score - 0.02))
         wanted = set(p.languages) if p.languages is not None else None
         missing = []
         for i, (ls, ps) in enumerate(zip(labels, probs)):

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
+from . import _fasttext
 from curate.pipelines.stage import Params, Stage, StageOutput
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
@@ -73,6 +74,7 @@ class Pii(Stage[PiiParams]):
     name = "pii"
     Params = PiiParams
     batch_size = 8192
+    resources = _fasttext.stage_resources()
 
     def redact(self, text: str) -> tuple[str, dict[str, int]]:
         """The text with PII replaced, and the number of replacements per type."""

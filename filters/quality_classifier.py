@@ -65,6 +65,7 @@ class QualityClassifier(Stage[QualityClassifierParams]):
     name = "quality_classifier"
     Params = QualityClassifierParams
     batch_size = 4096
+    resources = _fasttext.stage_resources()
 
     def __init__(self, params: QualityClassifierParams) -> None:
         super().__init__(params)

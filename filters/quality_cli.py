@@ -25,6 +25,9 @@ def _fail(message: str, hint: str | None = None, code: int = 2) -> None:
 def _format_of(path: str, fmt: str) -> str:
     if fmt != "auto":
         return fmt
+    base, sep, version = path.rpartition("@")
+    if sep and version.isdigit() and (Path(base) / "_delta_log").is_dir():
+        return "delta"
     p = Path(path)
     if p.is_dir():
         return "delta" if (p / "_delta_log").is_dir() else "jsonl"
@@ -70,6 +73,8 @@ def _label_bool(values: list[Any], positive: str | None, where: str, key: str) -
         raise ConfigError(f"{where}: {missing} of {len(values)} records lack the label key {key!r}")
     as_str = [str(v).strip().lower() if not isinstance(v, bool) else str(v).lower() for v in values]
     distinct = sorted(set(as_str))
+    if len(distinct) > 2:
+        raise ConfigError(f"{where}: {key!r} has {len(distinct)} distinct values ({', '.join(distinct[:10])}); a binary label is needed")
     if positive is None:
         for pos, neg in (("1", "0"), ("true", "false"), ("pos", "neg"), ("positive", "negative"), ("hq", "lq"), ("good", "bad"), ("keep", "drop")):
             if set(distinct) <= {pos, neg}:
@@ -81,8 +86,6 @@ def _label_bool(values: list[Any], positive: str | None, where: str, key: str) -
                 hint="pass --positive-label VALUE",
             )
     positive = positive.strip().lower()
-    if len(distinct) > 2:
-        raise ConfigError(f"{where}: {key!r} has {len(distinct)} distinct values ({', '.join(distinct[:10])}); a binary label is needed")
     if positive not in distinct:
         raise ConfigError(f"{where}: --positive-label {positive!r} is not a value of {key!r} (values: {', '.join(distinct)})")
     return np.array([v == positive for v in as_str], dtype=bool), positive
@@ -177,7 +180,10 @@ def train(
       curate quality train --data train.parquet --label-field is_good --positive-label yes -o q.ftz
       curate quality train --positive ref/*.jsonl.gz --negative out/web.dropped -o q.ftz
 
-    Exit codes: 0 trained; 2 bad arguments or unusable data (the message names the file/key).
+    \b
+    Exit codes:
+      0  trained
+      2  bad arguments or unusable data (the message names the file and key)
     """
     from .quality_model import Hyper, format_metrics, plot_pr
     from .quality_model import train as train_model

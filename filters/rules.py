@@ -28,15 +28,15 @@ from pydantic import Field
 from curate.pipelines.errors import ConfigError
 from curate.pipelines.stage import Filter, Params, StageOutput
 
-from . import _tokens
+from . import _fasttext, _tokens
 
 Frac = float | None
 
 
 class _RuleParams(Params):
     language: str = Field(
-        "en",
-        description="language of the text for datatrove's word tokenizer (spaCy blank tokenizers work offline; "
+        "eng",
+        description="language of the text for datatrove's word tokenizer (datatrove's codes: eng, deu, fra or en, de...) (spaCy blank tokenizers work offline; "
         "a few languages need extra packages or NLTK/Stanza data)",
     )
 
@@ -49,10 +49,11 @@ class _DatatroveRule(Filter[Any]):
     #: the filter splits documents into words (so the batch is tokenised up front)
     uses_words: ClassVar[bool] = True
     batch_size = 2048
+    resources = _fasttext.stage_resources()
 
     def check(self, base_dir: Any) -> None:
         language = self.params.language
-        if language == "en":
+        if language in ("en", "eng"):
             return
         try:
             from datatrove.utils.word_tokenizers import load_word_tokenizer

@@ -121,3 +121,18 @@ def test_missing_model_file_is_a_config_error(tmp_path):
     stage = Language(Language.Params(model="nope/lid.bin"))
     with pytest.raises(ConfigError, match="nope/lid.bin"):
         stage.check(tmp_path)
+
+
+def test_threshold_boundary_is_exact():
+    """A score just above min_score keeps the document (fastText's own pruning rounds)."""
+    probe = Language(Language.Params(keep_all=True))
+    probe.setup()
+    texts = list(SENTENCES.values())
+    scores = probe.process(table(texts)).table.column("language_score").to_pylist()
+    for text, s in zip(texts, scores):
+        just_below = Language(Language.Params(min_score=s - 1e-6))
+        just_below.setup()
+        assert just_below.process(table([text])).drops.mask.tolist() == [False]
+        at = Language(Language.Params(min_score=min(1.0, s)))
+        at.setup()
+        assert at.process(table([text])).drops.mask.tolist() == [True]  # datatrove keeps only score > min_score

@@ -164,13 +164,20 @@ def test_shared_tokenisation_is_datatroves():
         "Files: Document (o.O) :-) ;) foo: )bar ):  x\u00a0y\u2009z\u3000w\x1cv",
         "",
         "   ",
-        "IS_ALPHA test",
+        "cannot gonna Cannot ñandú café naïve Straße",
     ]
     _tokens.install()
     with _tokens.batch_zone("en"):
-        _tokens.prepare(texts, "en")
+        _tokens.prepare(texts + ["IS_ALPHA test"], "en")
+    # "IS_ALPHA" (a spaCy symbol name) breaks spaCy: such documents go to datatrove's own function,
+    # whose answer depends on its history; what matters is that the rest of the batch is unharmed
+    assert "test" in _tokens.split_into_words("IS_ALPHA test", "en")
     for t in texts:
         assert _tokens.split_into_words(t, "en") == list(split_into_parts.__wrapped__(t, "WORDS", "en")), t[:80]
+    # documents at risk of a straddling special case are tokenised whole: that path too
+    whole = _tokens._fast_for("en").whole(texts)
+    for t, words in zip(texts, whole):
+        assert words == list(split_into_parts.__wrapped__(t, "WORDS", "en")), t[:80]
     for t in texts[:50]:
         for line in t.splitlines()[:20]:
             line = line.strip()
