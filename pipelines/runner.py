@@ -120,6 +120,28 @@ def _start_ray(pipeline: Pipeline) -> dict[str, Any]:
     return resources
 
 
+def _warm_up() -> int:
+    # what every stage task imports: paid once per worker process, here in parallel
+    import pyarrow.compute  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+    import ray.data  # noqa: F401
+
+    import curate._native  # noqa: F401
+    import curate.pipelines.ray_adapter  # noqa: F401
+
+    return os.getpid()
+
+
+def _warm_workers(n: int) -> None:
+    """Start and import into one worker process per CPU before the pipeline's first tasks."""
+    import ray
+
+    t0 = time.time()
+    warm = ray.remote(num_cpus=1)(_warm_up)
+    pids = ray.get([warm.remote() for _ in range(max(1, n))])
+    log.info("warmed %d worker processes in %.1fs", len(set(pids)), time.time() - t0)
+
+
 _owned: list[bool] = []
 
 
@@ -169,6 +191,8 @@ def run_pipeline(pipeline: Pipeline, *, console: Console | None = None, progress
 
     t_ray = time.time()
     resources = _start_ray(pipeline)
+    if os.environ.get("CURATE_WARM", "1") != "0":
+        _warm_workers(int(resources.get("CPU", 1)))
     t_ray_up = time.time()
     log.info("ray started in %.1fs: %s", t_ray_up - t_ray, resources)
     labels = stage_labels(pipeline.stages)
