@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,3 +42,44 @@ def write_pipeline(path: Path, text: str) -> Path:
     return path
 
 
+
+
+@contextlib.contextmanager
+def local_ray_cluster(cpus_per_node: tuple[int, ...] = (1, 1)) -> Iterator[str]:
+    """A Ray cluster of several nodes on loopback (`ray start --head` + `ray start --address`);
+    yields its address. Ray's token authentication is on, as on a real cluster: runs against it
+    need RAY_AUTH_MODE=token. Stops only its own processes (`ray stop` would stop every Ray on the
+    machine): those whose command line names its private temp dir or its GCS address."""
+    import psutil
+
+    ray_exe = str(Path(sys.executable).parent / "ray")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    env.pop("RAY_ADDRESS", None)
+    temp = tempfile.mkdtemp(prefix="cr", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+    try:
+        head, *others = cpus_per_node
+        subprocess.run([ray_exe, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", f"--num-cpus={head}",
+                        "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats"],
+                       check=True, capture_output=True, env=env, timeout=180)
+        for cpus in others:
+            subprocess.run([ray_exe, "start", f"--address={address}", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}",
+                            "--disable-usage-stats"], check=True, capture_output=True, env=env, timeout=180)
+        yield address
+    finally:
+        import re
+
+        me = os.getpid()
+        # other nodes name the head by the machine's address, whatever --node-ip-address says
+        joined = re.compile(rf"gcs[-_]address=\S*:{port}\b|address=\S*:{port}\b")
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                cmd = " ".join(proc.info["cmdline"] or [])
+                if proc.info["pid"] != me and (temp in cmd or joined.search(cmd)):
+                    proc.kill()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        shutil.rmtree(temp, ignore_errors=True)

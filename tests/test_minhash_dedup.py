@@ -14,10 +14,7 @@ import json
 import os
 import pickle
 import random
-import subprocess
-import sys
 import tarfile
-import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,7 +24,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
-from helpers import ROOT, run_cli, write_jsonl, write_pipeline
+from helpers import ROOT, local_ray_cluster, run_cli, write_jsonl, write_pipeline
 
 from curate.filters import minhash_core as mc
 from curate.filters.minhash_dedup import OLD_BIT, MinHashDedup, MinHashDedupParams, bucket_pairs
@@ -404,47 +401,15 @@ def test_curate_run_matches_in_process_and_is_the_same_on_one_or_two_workers(tmp
     assert sm2["against"]["version"] == 0 and len(sm2["index"]["parts"]) == 2
 
 
-def _kill_cluster(temp: str) -> None:
-    """Stop the processes of the test's own Ray cluster (those whose command line names its
-    private temp dir), by pid: `ray stop` would stop every Ray on the machine."""
-    import psutil
-
-    me = os.getpid()
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if proc.info["pid"] != me and any(temp in part for part in (proc.info["cmdline"] or [])):
-                proc.kill()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-
-
 @pytest.mark.slow
 def test_two_node_local_cluster_gives_the_same_result(tmp_path: Path) -> None:
-    import shutil
-    import socket
-
-    ray_exe = str(Path(sys.executable).parent / "ray")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
-    env.pop("RAY_ADDRESS", None)
-    temp = tempfile.mkdtemp(prefix="cm", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
     docs = _write_corpus(tmp_path)
-    try:
-        subprocess.run([ray_exe, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-                        "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats"],
-                       check=True, capture_output=True, env=env, timeout=180)
-        subprocess.run([ray_exe, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-                        "--disable-usage-stats"], check=True, capture_output=True, env=env, timeout=180)
-        write_pipeline(tmp_path / "cluster.yaml", PIPELINE.format(batch=100, params="", out="out/cluster", ray=f'  address: "127.0.0.1:{port}"'))
+    with local_ray_cluster((1, 1)) as address:
+        write_pipeline(tmp_path / "cluster.yaml", PIPELINE.format(batch=100, params="", out="out/cluster", ray=f'  address: "{address}"'))
         res = run_cli("run", "cluster.yaml", "--no-progress", cwd=tmp_path, env={"RAY_AUTH_MODE": "token"})
         assert res.returncode == 0, res.stderr
-        meta = json.loads(DeltaTable(str(tmp_path / "out/cluster")).history()[0]["curate.run"])
-        assert meta["ray"]["resources"]["CPU"] == 2.0  # both nodes
-    finally:
-        _kill_cluster(temp)
-        shutil.rmtree(temp, ignore_errors=True)
+    meta = json.loads(DeltaTable(str(tmp_path / "out/cluster")).history()[0]["curate.run"])
+    assert meta["ray"]["resources"]["CPU"] == 2.0  # both nodes
     ref = simulate(MinHashDedup(MinHashDedupParams()), batches_of(docs, 1000))
     want = {docs[p]["id"]: d for p, d in zip(ref.column(POS).to_pylist(), ref.column("duplicate_of").to_pylist())}
     assert _dropped(tmp_path, "out/cluster") == want

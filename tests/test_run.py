@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -15,7 +14,7 @@ import polars as pl
 import pyarrow.dataset as pads
 import pytest
 from deltalake import DeltaTable
-from helpers import ROOT, curate_exe, run_cli, write_jsonl, write_pipeline
+from helpers import ROOT, curate_exe, local_ray_cluster, run_cli, write_jsonl, write_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -259,42 +258,20 @@ def test_quickstart_example(tmp_path: Path) -> None:
 
 def test_join_an_existing_two_node_cluster(tmp_path: Path) -> None:
     """`ray.address` joins a running cluster (two nodes on loopback); the result is the same."""
-    import socket
-    import sys
-
-    ray_exe = str(Path(sys.executable).parent / "ray")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    import tempfile
-
-    # Ray 2.5x+ clusters use token authentication (the token is in ~/.ray/auth_token)
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
-    env.pop("RAY_ADDRESS", None)
-    temp = tempfile.mkdtemp(prefix="cr", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
-    try:
-        subprocess.run([ray_exe, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-                        "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats"],
-                       check=True, capture_output=True, env=env, timeout=120)
-        subprocess.run([ray_exe, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-                        "--disable-usage-stats"], check=True, capture_output=True, env=env, timeout=120)
-        corpus(tmp_path)
-        write_pipeline(tmp_path / "local.yaml", PIPELINE.format(batch=7).replace("out/web", "out/local"))
-        cluster = PIPELINE.format(batch=7).replace("out/web", "out/cluster").replace("  num_cpus: 2", f'  address: "127.0.0.1:{port}"')
+    corpus(tmp_path)
+    write_pipeline(tmp_path / "local.yaml", PIPELINE.format(batch=7).replace("out/web", "out/local"))
+    with local_ray_cluster((1, 1)) as address:
+        cluster = PIPELINE.format(batch=7).replace("out/web", "out/cluster").replace("  num_cpus: 2", f'  address: "{address}"')
         write_pipeline(tmp_path / "cluster.yaml", cluster)
         res = run_cli("run", "cluster.yaml", cwd=tmp_path, env={"RAY_AUTH_MODE": "token"})
         assert res.returncode == 0, res.stderr
-        meta = json.loads(DeltaTable(str(tmp_path / "out" / "cluster")).history()[0]["curate.run"])
-        assert meta["ray"]["address"] == f"127.0.0.1:{port}"
-        assert meta["ray"]["resources"]["CPU"] == 2.0  # both nodes
-        assert run_cli("run", "local.yaml", cwd=tmp_path).returncode == 0
-        a = pl.read_delta(str(tmp_path / "out" / "cluster")).sort("id")
-        b = pl.read_delta(str(tmp_path / "out" / "local")).sort("id")
-        assert a.height == 121 and a.equals(b)
-    finally:
-        # stop only this cluster's processes (`ray stop` would stop every Ray on the machine)
-        subprocess.run(["pkill", "-9", "-f", temp], capture_output=True, timeout=60)
-        shutil.rmtree(temp, ignore_errors=True)
+    meta = json.loads(DeltaTable(str(tmp_path / "out" / "cluster")).history()[0]["curate.run"])
+    assert meta["ray"]["address"] == address
+    assert meta["ray"]["resources"]["CPU"] == 2.0  # both nodes
+    assert run_cli("run", "local.yaml", cwd=tmp_path).returncode == 0
+    a = pl.read_delta(str(tmp_path / "out" / "cluster")).sort("id")
+    b = pl.read_delta(str(tmp_path / "out" / "local")).sort("id")
+    assert a.height == 121 and a.equals(b)
 
 
 def test_vacuum_removes_only_unreferenced_shards(tmp_path: Path) -> None:
