@@ -569,7 +569,10 @@ def build_and_run(
 
     items = [task_to_row(t) for t in tasks]
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-    ds = ds.map_batches(_read_with_stats(read, stats), batch_size=1, batch_format="pyarrow")
+    # The reader gets its own resource shape (half a CPU: reading overlaps I/O) so Ray does not
+    # fuse it with the stages: a fused operator bundles its input rows (one per read task) up to
+    # the stages' batch size, which put every read task of a run into one Ray task on one core.
+    ds = ds.map_batches(_read_with_stats(read, stats), batch_size=1, batch_format="pyarrow", num_cpus=0.5)
 
     for stage, label in zip(stages, labels):
         res = stage.resources
@@ -599,7 +602,9 @@ def build_and_run(
         else:
             ds = ds.map_batches(_stage_fn(stage, label, stats), batch_size=stage.batch_size, batch_format="pyarrow", **remote)
 
-    ds = ds.map_batches(_write_fn(target), batch_size=target.shard_rows, batch_format="pyarrow")
+    # One write per block as blocks arrive (shards stay within shard_rows/shard_bytes): a larger
+    # batch size would make the writer wait for, and bundle, many upstream blocks.
+    ds = ds.map_batches(_write_fn(target), batch_size=None, batch_format="pyarrow")
     yield from ds.iter_batches(batch_format="pyarrow", batch_size=None)
 
 
