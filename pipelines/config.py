@@ -76,7 +76,7 @@ class OutputConfig(_Model):
     mode: Literal["overwrite", "append"] = Field(
         "overwrite", description="overwrite: the new version holds this run's rows; append: adds them to the previous version"
     )
-    shard_rows: int = Field(50_000, gt=0, description="maximum rows per Parquet shard (one writer task writes up to this many rows)")
+    shard_rows: int = Field(50_000, gt=0, description="maximum rows per Parquet shard (shards are written per block as it arrives, so they can be smaller)")
     shard_bytes: ByteSize = Field(ByteSize(128 * 1024**2), gt=0, description="approximate maximum bytes per Parquet shard (e.g. 128MB)")
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
     storage_options: dict[str, str] = Field(default_factory=dict)
