@@ -152,55 +152,7 @@ def quality(kept_ids: set[int], n: int, gt: tuple[Any, Any, Any]) -> dict[str, f
 # --------------------------------------------------------------------------- measuring children
 
 
-class TreeMem:
-    """Peak summed RSS and PSS of a process and its descendants, sampled every `interval` s."""
-
-    def __init__(self, pid: int, interval: float = 0.2):
-        self.pid, self.interval = pid, interval
-        self.peak_rss = self.peak_pss = 0
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    @staticmethod
-    def _pss(pid: int) -> int:
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return 0
-
-    def _run(self) -> None:
-        import psutil
-
-        try:
-            root = psutil.Process(self.pid)
-        except psutil.NoSuchProcess:
-            return
-        while not self._stop.is_set():
-            try:
-                procs = [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                break
-            rss = pss = 0
-            for p in procs:
-                try:
-                    rss += p.memory_info().rss
-                    pss += self._pss(p.pid)
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    pass
-            self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> TreeMem:
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._t.join()
+from common import TreeMem  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def run_timed(cmd: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
