@@ -1,27 +1,33 @@
 """``minhash_dedup``: drop near-duplicate documents (MinHash + LSH), distributed on Ray.
 
-How it runs (a :class:`~curate.pipelines.stage.GlobalStage` with two rounds; see
-``ray_adapter._run_global`` for the protocol)::
+How it runs (a :class:`~curate.pipelines.stage.GlobalStage` with two rounds; the engine's
+global-stage protocol: ``keys`` per batch, rows hash-partitioned by ``key & (buckets - 1)``,
+``reduce`` per partition, ``resolve`` on the driver, whose output is the next round's ``context``)::
 
     round 1  keys    per batch, natively: shingles -> MinHash signature -> ``bands`` LSH keys;
                      one key row (band key, _curate_pos) per document and band. The signature
                      never leaves the task (unless saved to the index).
-             reduce  rows hash-partitioned by band key: documents sharing a key in some band are
-                     candidate pairs (all pairs of a bucket up to ``max_bucket_size`` documents,
-                     larger buckets as a star on their first document plus a chain).
-             resolve (driver) the distinct candidate pairs (small: a few per near-duplicate doc).
-    round 2  keys    only the documents of candidate pairs: one row per (pair, side) with the
-                     text (``verify``) and/or the signature, keyed by pair.
-             reduce  both sides of each pair meet: exact Jaccard of the shingle sets (``verify``),
-                     else the MinHash estimate; accepted if >= ``threshold``.
-             resolve (driver) union-find over accepted pairs (Rust); one keeper per cluster.
+             reduce  documents sharing a key in some band are candidate pairs (all pairs of a
+                     bucket up to ``max_bucket_size`` documents, larger buckets as a star on their
+                     first document plus a chain).
+             resolve (driver) distinct candidate pairs -> the verification plan
+                     (:mod:`.minhash_verify`): candidate components as groups, large ones cut into
+                     chunks checked against a representative, groups packed onto partitions.
+    round 2  keys    only documents in the plan: one row per (document, partition that needs it)
+                     with its text (exact checks) and/or signature (estimated checks).
+             reduce  the partition's planned checks: exact Jaccard of the shingle sets (each text
+                     shingled once per partition), or the MinHash estimate.
+             resolve (driver) union-find over pairs >= ``threshold`` (Rust); one keeper per cluster.
 
-Memory: a task holds one batch (texts, signatures, band keys); the shuffles move 16-byte key
-rows and, in round 2, only the candidate documents. No process sees all signatures.
+Memory: a task holds one batch, or one partition's documents (at most ``candidate documents /
+buckets + max_group_docs``, each once); no process sees all texts or all signatures, and the
+number of candidate pairs only sizes 16-byte pair rows. The stage metadata records the plan
+(``planned_checks`` by kind, exact vs estimated) and what the partitions received
+(``verify_text_bytes``, ``verify_max_partition_text_bytes``, ``verify_max_partition_rows``).
 
-Deterministic: candidate pairs are a set, checks are pure functions of the two documents, the
-keeper is chosen by a total order (policy, then ``_curate_pos``), so the kept set does not depend
-on batch sizes, partitions or the number of workers.
+Deterministic: candidate pairs are a set, the plan depends only on them (not on ``buckets``),
+checks are pure functions of the two documents, the keeper is chosen by a total order (policy,
+then ``_curate_pos``), so the kept set does not depend on batch sizes, partitions or workers.
 
 ``keep``: ``first`` keeps the document with the smallest ``_curate_pos`` (input order: file
 order, then position in the file; stable across runs and unique, unlike ids, which may repeat or
@@ -35,10 +41,12 @@ with ``against: DATASET[@VERSION]`` finds the index through that version's commi
 also drops new documents that are near-duplicates of indexed ones (``duplicate_of`` is the old
 id; old documents are never dropped), without recomputing old signatures. New-old pairs are
 checked with the MinHash estimate (the old texts are not re-read), new-new pairs as usual.
+See :mod:`.minhash_index`.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import uuid
@@ -49,31 +57,17 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from curate.filters import minhash_core as mc
-from curate.pipelines.errors import ConfigError, DatasetError
+from curate.filters import minhash_index as mi
+from curate.filters import minhash_verify as mv
+from curate.filters.minhash_index import OLD_BIT
+from curate.filters.minhash_verify import CHECKED_SCHEMA, KEY_SCHEMA, bucket_pairs, unique_pairs
 from curate.pipelines.stage import DROP_RESULT_SCHEMA, POS, GlobalStage, Params
 
-#: node ids of documents from a saved index: this bit, the index part (7 bits), their old position
-OLD_BIT = np.uint64(1 << 63)
-_PART_SHIFT = 56
-_POS_MASK = np.uint64((1 << _PART_SHIFT) - 1)
-INDEX_KIND = "minhash_lsh"
-INDEX_FORMAT = 1
-
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-
-
-def _mix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
-    """SplitMix64 finaliser: spreads pair indices over the hash partitions."""
-    with np.errstate(over="ignore"):
-        z = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * _MIX1
-        z = (z ^ (z >> np.uint64(27))) * _MIX2
-        return z ^ (z >> np.uint64(31))
+#: input bytes per hash partition that :meth:`MinHashDedup.num_buckets` aims at
+PARTITION_BYTES = 128 << 20
 
 
 class MinHashDedupParams(Params):
@@ -97,6 +91,13 @@ class MinHashDedupParams(Params):
     score_field: str | None = Field(None, description="column whose highest value wins with keep: score")
     max_bucket_size: int = Field(
         64, ge=2, description="LSH buckets up to this many documents give all their pairs; larger ones a star and a chain"
+    )
+    max_group_docs: int = Field(
+        4096,
+        ge=2,
+        description="largest cluster of candidates whose pairs are all checked in one place; larger ones are cut into chunks "
+        "of this many documents, each document checked against the cluster's representative (exact) and pairs across "
+        "chunks by the MinHash estimate",
     )
     save_index: bool = Field(False, description="save this run's LSH index next to the output dataset, for later `against` runs")
     index_dir: str | None = Field(
@@ -123,151 +124,6 @@ class MinHashDedupParams(Params):
         return self
 
 
-# ---------------------------------------------------------------- schemas
-
-KEY_SCHEMA = pa.schema([pa.field("key", pa.uint64()), pa.field(POS, pa.uint64())])
-EDGE_SCHEMA = pa.schema([pa.field("a", pa.uint64()), pa.field("b", pa.uint64())])
-
-
-def _pair_schema(num_perm: int) -> pa.Schema:
-    return pa.schema(
-        [
-            pa.field("key", pa.uint64()),
-            pa.field("pair", pa.int64()),
-            pa.field("side", pa.int8()),
-            pa.field(POS, pa.uint64()),
-            pa.field("id", pa.string()),
-            pa.field("weight", pa.float64()),
-            pa.field("text", pa.string()),
-            pa.field("sig", pa.binary(4 * num_perm)),
-        ]
-    )
-
-
-CHECKED_SCHEMA = pa.schema(
-    [
-        pa.field("a", pa.uint64()),
-        pa.field("b", pa.uint64()),
-        pa.field("sim", pa.float64()),
-        pa.field("exact", pa.bool_()),
-        pa.field("id_a", pa.string()),
-        pa.field("id_b", pa.string()),
-        pa.field("w_a", pa.float64()),
-        pa.field("w_b", pa.float64()),
-    ]
-)
-
-
-# ---------------------------------------------------------------- small helpers
-
-
-def _filesystem(path: str) -> tuple[Any, str]:
-    import pyarrow.fs as pafs
-
-    if "://" not in path:
-        return pafs.LocalFileSystem(), os.path.abspath(path)
-    return pafs.FileSystem.from_uri(path)  # type: ignore[no-any-return]
-
-
-def _join(base: str, *parts: str) -> str:
-    return "/".join([base.rstrip("/"), *parts])
-
-
-def _write_parquet(table: pa.Table, path: str) -> None:
-    fs, p = _filesystem(path)
-    fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
-    tmp = f"{p}.tmp-{uuid.uuid4().hex[:8]}"
-    pq.write_table(table, tmp, filesystem=fs, compression="zstd")
-    fs.move(tmp, p)  # a retried task rewrites the same name: never half a file
-
-
-def _sig_matrix(col: pa.Array | pa.ChunkedArray, num_perm: int) -> npt.NDArray[np.uint32]:
-    """(n, num_perm) uint32 view of a fixed_size_binary(4 * num_perm) column."""
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    n = len(arr)
-    if n == 0:
-        return np.empty((0, num_perm), dtype=np.uint32)
-    if arr.null_count:
-        raise ValueError("signature column has nulls")
-    buf = arr.buffers()[1]
-    width = 4 * num_perm
-    raw = np.frombuffer(buf, dtype=np.uint8)[arr.offset * width : (arr.offset + n) * width]
-    return raw.view("<u4").reshape(n, num_perm)
-
-
-def _sig_column(sigs: npt.NDArray[np.uint32]) -> pa.Array:
-    n, k = sigs.shape
-    data = np.ascontiguousarray(sigs, dtype="<u4")
-    return pa.Array.from_buffers(pa.binary(4 * k), n, [None, pa.py_buffer(data.tobytes())])
-
-
-def _ranges(lo: npt.NDArray[np.intp], hi: npt.NDArray[np.intp]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """For half-open ranges [lo[i], hi[i]): (which range, value) of every element, in order."""
-    counts = hi - lo
-    total = int(counts.sum())
-    owner = np.repeat(np.arange(len(lo)), counts)
-    starts = np.cumsum(counts) - counts
-    values = np.arange(total) - np.repeat(starts, counts) + np.repeat(lo, counts)
-    return owner, values
-
-
-def bucket_pairs(keys: npt.NDArray[np.uint64], nodes: npt.NDArray[np.uint64], max_bucket_size: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
-    """Candidate pairs (a < b) among rows sharing a key: every pair of a bucket of at most
-    ``max_bucket_size`` nodes; for a larger bucket each node is paired with the bucket's first
-    (smallest) node and with its predecessor. Pairs of two indexed (old) nodes are left out.
-    Distinct pairs, sorted."""
-    n = len(keys)
-    if n < 2:
-        return np.empty(0, np.uint64), np.empty(0, np.uint64)
-    order = np.lexsort((nodes, keys))
-    k = keys[order]
-    p = nodes[order]
-    new_run = np.empty(n, dtype=bool)
-    new_run[0] = True
-    np.not_equal(k[1:], k[:-1], out=new_run[1:])
-    run = np.cumsum(new_run) - 1
-    starts = np.flatnonzero(new_run)
-    lens = np.diff(np.append(starts, n))
-    run_len = lens[run]
-    a_parts: list[npt.NDArray[np.uint64]] = []
-    b_parts: list[npt.NDArray[np.uint64]] = []
-    idx = np.flatnonzero((run_len >= 2) & (run_len <= max_bucket_size))
-    d = 1
-    while idx.size:
-        j = idx + d
-        ok = j < n
-        idx, j = idx[ok], j[ok]
-        same = run[j] == run[idx]
-        idx, j = idx[same], j[same]
-        a_parts.append(p[idx])
-        b_parts.append(p[j])
-        d += 1
-    big = np.flatnonzero((run_len > max_bucket_size) & ~new_run)
-    if big.size:
-        a_parts += [p[starts[run[big]]], p[big - 1]]
-        b_parts += [p[big], p[big]]
-    if not a_parts:
-        return np.empty(0, np.uint64), np.empty(0, np.uint64)
-    a = np.concatenate(a_parts)
-    b = np.concatenate(b_parts)
-    keep = (a != b) & ~((a >= OLD_BIT) & (b >= OLD_BIT))
-    return unique_pairs(np.minimum(a, b)[keep], np.maximum(a, b)[keep])
-
-
-def unique_pairs(a: npt.NDArray[np.uint64], b: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
-    """Distinct (a, b) pairs sorted by a, then b."""
-    if len(a) == 0:
-        return a.astype(np.uint64), b.astype(np.uint64)
-    order = np.lexsort((b, a))
-    a, b = a[order], b[order]
-    first = np.empty(len(a), dtype=bool)
-    first[0] = True
-    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
-    return a[first], b[first]
-
-
-# ---------------------------------------------------------------- the stage
-
 
 class MinHashDedup(GlobalStage[MinHashDedupParams]):
     """Drop near-duplicates (MinHash LSH candidates, checked, clustered), keeping one per cluster."""
@@ -288,14 +144,15 @@ class MinHashDedup(GlobalStage[MinHashDedupParams]):
             self.num_bands, self.num_rows = p.bands, max(1, p.num_perm // p.bands)
         else:
             self.num_bands, self.num_rows = p.bands, p.rows
-        self.requires = (p.field, p.score_field) if p.score_field else (p.field,)  # type: ignore[misc]
         self.rounds = 2
         self.round = 0
-        #: filled by the adapter before the first round (see ray_adapter._run_global)
+        #: set by the engine before the first round
+        self.buckets = 8
         self.output_uri: str | None = None
         self.run_id: str | None = None
+        self.storage_options: dict[str, Any] = {}
         self.context: pa.Table | None = None
-        self._against: dict[str, Any] | None = None  # resolved `against` index: parts, params
+        self._against: dict[str, Any] | None = None  # resolved `against` index: parts, version
         self._stats: dict[str, Any] = {}
         self._written: dict[str, str] = {}
         self._cache: dict[str, Any] = {}
@@ -313,6 +170,25 @@ class MinHashDedup(GlobalStage[MinHashDedupParams]):
         state["context"] = None
         return state
 
+    # ------------------------------------------------------------ engine protocol
+
+    def input_columns(self) -> tuple[str, ...]:
+        p = self.params
+        return (p.field, p.score_field) if p.score_field else (p.field,)
+
+    def num_buckets(self, rows: int, nbytes: int, cpus: float) -> int:
+        """Hash partitions: at least 4 per CPU (8 at least), and enough that each holds at most
+        about ``PARTITION_BYTES`` of the input (round 2 ships candidate texts: bounded per
+        partition as the corpus grows)."""
+        by_cpu = max(8, int(cpus * 4))
+        by_size = -(-max(0, int(nbytes)) // PARTITION_BYTES)
+        return 1 << max(3, math.ceil(math.log2(max(by_cpu, by_size, 1))))
+
+    def check(self, base_dir: Path) -> None:
+        """Validation before Ray starts: the `against` dataset has a compatible saved index."""
+        if self.params.against:
+            self._resolve_against()
+
     # ------------------------------------------------------------ configuration
 
     def index_params(self) -> dict[str, Any]:
@@ -327,87 +203,41 @@ class MinHashDedup(GlobalStage[MinHashDedupParams]):
             "rows": self.num_rows,
         }
 
-    def check(self, base_dir: Path | None = None) -> None:
-        """Validation before Ray starts: the `against` dataset has a compatible saved index."""
-        if self.params.against:
-            self._resolve_against()
-
     def _resolve_against(self) -> dict[str, Any]:
-        if self._against is not None:
-            return self._against
-        from curate.pipelines.store import history, parse_dataset_ref, table_uri
-
-        ref = self.params.against
-        assert ref is not None
-        path, version = parse_dataset_ref(ref)
-        try:
-            entries = history(path)
-        except DatasetError as exc:
-            raise ConfigError(f"against: {exc.message}", hint="name a curate dataset written with minhash_dedup save_index: true") from None
-        if version is None:
-            entry = max(entries, key=lambda e: e["version"]) if entries else None
-        else:
-            entry = next((e for e in entries if e["version"] == version), None)
-        if entry is None:
-            raise ConfigError(f"against: dataset {path} has no version {version}")
-        found = [
-            m["index"]
-            for m in (entry["run"].get("stage_metadata") or {}).values()
-            if isinstance(m, dict) and isinstance(m.get("index"), dict) and m["index"].get("kind") == INDEX_KIND
-        ]
-        if not found:
-            raise ConfigError(
-                f"against: {path} version {entry['version']} has no saved minhash index",
-                hint="write that version with `minhash_dedup: {save_index: true}`",
-            )
-        index = found[-1]
-        mine = self.index_params()
-        theirs = index.get("params", {})
-        diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
-        if diff:
-            shown = ", ".join(f"{k}: index {a!r}, this stage {b!r}" for k, (a, b) in sorted(diff.items()))
-            raise ConfigError(
-                f"against: the index of {path} version {entry['version']} was built with other parameters ({shown})",
-                hint="use the same num_perm, ngram, char_ngrams, lowercase, seed, bands and rows as the run that saved it",
-            )
-        base = table_uri(path)
-        parts = []
-        for part in index.get("parts", []):
-            parts.append(part if "://" in part or os.path.isabs(part) else _join(base, part))
-        if len(parts) >= 128:
-            raise ConfigError(f"against: the index of {path} has {len(parts)} parts; at most 127 are supported")
-        self._against = {"dataset": base, "version": entry["version"], "parts": parts}
+        if self._against is None:
+            assert self.params.against is not None
+            self._against = mi.resolve_against(self.params.against, self.index_params())
         return self._against
 
     def _run_dir(self) -> str:
         """Where this run's index and cluster export go (one folder per run)."""
         run = self.run_id or self._fallback_run
         if self._index_root:
-            return _join(self._index_root, run)
+            return mi.join(self._index_root, run)
         if not self.output_uri:
             raise RuntimeError("minhash_dedup: save_index/export_clusters need index_dir or the output dataset (set by the engine)")
-        return _join(self.output_uri, "_curate_index", "minhash", run)
+        return mi.join(self.output_uri, "_curate_index", "minhash", run)
+
+    def _threads(self) -> int:
+        return max(1, int(self.settings.resources.cpus))
 
     # ------------------------------------------------------------ round dispatch
 
     def keys(self, batch: pa.Table) -> pa.Table:
-        return self._band_rows(batch) if self.round == 0 else self._pair_rows(batch)
+        return self._band_rows(batch) if self.round == 0 else self._verify_rows(batch)
 
     def extra_inputs(self) -> list[str]:
         """The saved index shards of `against` (read in parallel by the engine)."""
         if not self.params.against:
             return []
-        out = []
-        for part in self._resolve_against()["parts"]:
-            fs, p = _filesystem(_join(part, "docs"))
-            if fs.get_file_info(p).type.name != "NotFound":
-                out.append(_join(part, "docs"))
-        return out
+        return mi.docs_inputs(self._resolve_against()["parts"], self.storage_options)
 
     def extra_keys(self, table: pa.Table) -> pa.Table:
         """Key rows of a saved index's documents (``extra_inputs``): band keys in round 1, the
-        signatures of those in candidate pairs in round 2."""
-        nodes, live = self._old_nodes(table)
+        signatures of those the plan needs in round 2."""
+        if "old_dropped" not in self._cache:
+            self._cache["old_dropped"] = mi.dropped_nodes(self._resolve_against()["parts"], self.storage_options)
+        nodes, live = mi.old_nodes(table, self._resolve_against()["parts"], self._cache["old_dropped"])
         if not live.all():
             table = table.filter(pa.array(live))
             nodes = nodes[live]
@@ -419,10 +249,18 @@ class MinHashDedup(GlobalStage[MinHashDedupParams]):
                 raise ValueError(f"the saved index has {bands.type.list_size} bands, this stage {self.num_bands}")
             keys = bands.flatten().to_numpy().astype(np.uint64)
             return pa.table({"key": keys, POS: np.repeat(nodes, self.num_bands)}, schema=KEY_SCHEMA)
-        return self._emit_pairs(nodes, table.column("id"), np.full(len(nodes), np.inf), None, table.column("sig"))
+        sig = table.column("sig")
+        return mv.emit_rows(
+            self._plan(), nodes, table.column("id"), np.full(len(nodes), np.inf), None,
+            lambda rows: sig.take(pa.array(rows)).combine_chunks() if isinstance(sig, pa.ChunkedArray) else sig.take(pa.array(rows)),
+            self.params.num_perm,
+        )
 
     def reduce(self, rows: pa.Table) -> pa.Table:
-        return self._candidates(rows) if self.round == 0 else self._check(rows)
+        if self.round == 0:
+            return self._candidates(rows)
+        p = self.params
+        return mv.check_partition(self._plan(), rows, p.num_perm, p.ngram, p.char_ngrams, p.lowercase, self._threads())
 
     def resolve(self, reduced: pa.Table) -> pa.Table:
         return self._resolve_candidates(reduced) if self.round == 0 else self._resolve_clusters(reduced)
@@ -431,9 +269,7 @@ class MinHashDedup(GlobalStage[MinHashDedupParams]):
 
     def _signatures(self, texts: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.uint32]:
         p = self.params
-        return mc.minhash_signatures(
-            texts, p.num_perm, p.ngram, p.char_ngrams, p.seed, lowercase=p.lowercase, num_threads=max(1, int(self.resources.cpus))
-        )
+        return mc.minhash_signatures(texts, p.num_perm, p.ngram, p.char_ngrams, p.seed, lowercase=p.lowercase, num_threads=self._threads())
 
     def _band_rows(self, batch: pa.Table) -> pa.Table:
         n = batch.num_rows
@@ -443,50 +279,15 @@ class MinHashDedup(GlobalStage[MinHashDedupParams]):
         bands = mc.lsh_band_keys(sigs, self.num_bands, self.num_rows)
         pos = batch.column(POS).to_numpy().astype(np.uint64)
         if self.params.save_index:
-            self._save_index_shard(batch, pos, bands, sigs)
+            ids = batch.column("id") if "id" in batch.schema.names else pa.nulls(n, pa.string())
+            mi.write_docs_shard(self._run_dir(), pos, ids, bands, sigs, self.storage_options)
         return pa.table({"key": bands.reshape(-1), POS: np.repeat(pos, self.num_bands)}, schema=KEY_SCHEMA)
-
-    def _save_index_shard(self, batch: pa.Table, pos: npt.NDArray[np.uint64], bands: npt.NDArray[np.uint64], sigs: npt.NDArray[np.uint32]) -> None:
-        if int(pos.max()) > int(_POS_MASK):
-            raise RuntimeError("minhash_dedup save_index: input positions beyond 2**56 (more than 65,536 input files) are not supported")
-        band_col = pa.FixedSizeListArray.from_arrays(pa.array(bands.reshape(-1), pa.uint64()), self.num_bands)
-        ids = batch.column("id") if "id" in batch.schema.names else pa.array([None] * batch.num_rows, pa.string())
-        run = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(pos), np.int32)), pa.array([Path(self._run_dir()).name]))
-        table = pa.table({"pos": pos, "id": pc.cast(ids, pa.string()), "bands": band_col, "sig": _sig_column(sigs), "run": run})
-        _write_parquet(table, _join(self._run_dir(), "docs", f"part-{int(pos.min()):016x}-{len(pos)}.parquet"))
-
-    def _old_nodes(self, table: pa.Table) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.bool_]]:
-        """Node ids of index rows (OLD_BIT | part << 56 | position in the run that saved it) and
-        which rows count: rows that run itself dropped as near-duplicates are not in its dataset."""
-        part_of = {Path(part.rstrip("/")).name: i for i, part in enumerate(self._resolve_against()["parts"])}
-        runs = table.column("run").to_pylist()
-        part = np.array([part_of.get(r, -1) for r in runs], dtype=np.int64) if runs else np.empty(0, np.int64)
-        pos = table.column("pos").to_numpy().astype(np.uint64)
-        nodes = OLD_BIT | (np.maximum(part, 0).astype(np.uint64) << np.uint64(_PART_SHIFT)) | (pos & _POS_MASK)
-        live = part >= 0
-        dropped = self._old_dropped()
-        if dropped.size:
-            live &= ~np.isin(nodes, dropped)
-        return nodes, live
-
-    def _old_dropped(self) -> npt.NDArray[np.uint64]:
-        if "old_dropped" not in self._cache:
-            nodes = []
-            for i, part in enumerate(self._resolve_against()["parts"]):
-                fs, p = _filesystem(_join(part, "dropped.parquet"))
-                info = fs.get_file_info(p)
-                if info.type.name == "NotFound":
-                    continue
-                pos = pq.read_table(p, filesystem=fs, columns=["pos"]).column("pos").to_numpy().astype(np.uint64)
-                nodes.append(OLD_BIT | (np.uint64(i) << np.uint64(_PART_SHIFT)) | (pos & _POS_MASK))
-            self._cache["old_dropped"] = np.sort(np.concatenate(nodes)) if nodes else np.empty(0, np.uint64)
-        return self._cache["old_dropped"]  # type: ignore[no-any-return]
 
     def _candidates(self, rows: pa.Table) -> pa.Table:
         keys = rows.column("key").to_numpy()
         nodes = rows.column(POS).to_numpy()
         a, b = bucket_pairs(keys, nodes, self.params.max_bucket_size)
-        return pa.table({"a": a, "b": b}, schema=EDGE_SCHEMA)
+        return pa.table({"a": a, "b": b}, schema=mv.EDGE_SCHEMA)
 
     def _resolve_candidates(self, reduced: pa.Table) -> pa.Table:
         t0 = time.perf_counter()
@@ -494,26 +295,27 @@ class MinHashDedup(GlobalStage[MinHashDedupParams]):
             a, b = unique_pairs(reduced.column("a").to_numpy(), reduced.column("b").to_numpy())
         else:
             a = b = np.empty(0, np.uint64)
-        self._stats = {"candidate_pairs": int(len(a))}
+        self._stats = {"buckets": int(self.buckets), "candidate_pairs": int(len(a))}
         self._written = {}
         self._clusters = None
-        self._round_seconds = time.perf_counter() - t0
         self.rounds = 2 if len(a) else 1  # without candidates there is nothing to check: no drops
         if len(a) == 0:
-            return self._finish(DROP_RESULT_SCHEMA.empty_table(), CHECKED_SCHEMA.empty_table(), np.empty(0, np.uint64), np.empty(0, np.uint64))
-        return pa.table({"a": a, "b": b}, schema=EDGE_SCHEMA)
+            self._round_seconds = time.perf_counter() - t0
+            return self._finish(DROP_RESULT_SCHEMA.empty_table())
+        plan, stats = mv.plan_checks(a, b, int(self.buckets), self.params.max_group_docs, self.params.verify)
+        self._stats.update(stats)
+        self._round_seconds = time.perf_counter() - t0
+        return plan
 
     # ------------------------------------------------------------ round 2: checking pairs
 
-    def _edge_index(self) -> dict[str, Any]:
-        if "edges" not in self._cache:
-            ctx = self.context
-            assert ctx is not None, "round 2 runs with the candidate pairs as context"
-            a = ctx.column("a").to_numpy()
-            b = ctx.column("b").to_numpy()
-            order_b = np.argsort(b, kind="stable")
-            self._cache["edges"] = {"a": a, "b_sorted": b[order_b], "order_b": order_b}
-        return self._cache["edges"]  # type: ignore[no-any-return]
+    def _plan(self) -> mv.PlanIndex:
+        # the engine may hand a task a new context object (a new round): the index follows it
+        if self._cache.get("plan_of") is not self.context:
+            assert self.context is not None, "round 2 runs with the verification plan as context"
+            self._cache["plan"] = mv.PlanIndex(self.context)
+            self._cache["plan_of"] = self.context
+        return self._cache["plan"]  # type: ignore[no-any-return]
 
     def _weights(self, batch: pa.Table) -> npt.NDArray[np.float64]:
         if self.params.keep == "longest":
@@ -524,130 +326,57 @@ class MinHashDedup(GlobalStage[MinHashDedupParams]):
             return pc.fill_null(col, -np.inf).to_numpy(zero_copy_only=False).astype(np.float64)
         return np.zeros(batch.num_rows, dtype=np.float64)
 
-    def _pair_rows(self, batch: pa.Table) -> pa.Table:
-        schema = _pair_schema(self.params.num_perm)
+    def _verify_rows(self, batch: pa.Table) -> pa.Table:
+        num_perm = self.params.num_perm
         if batch.num_rows == 0:
-            return schema.empty_table()
+            return mv.row_schema(num_perm).empty_table()
+        plan = self._plan()
         pos = batch.column(POS).to_numpy().astype(np.uint64)
-        e = self._edge_index()
-        in_a = np.isin(pos, e["a"])
-        in_b = np.isin(pos, e["b_sorted"])
-        take = np.flatnonzero(in_a | in_b)
+        take = np.flatnonzero(np.isin(pos, plan.need_node))
         if take.size == 0:
-            return schema.empty_table()
+            return mv.row_schema(num_perm).empty_table()
         sub = batch.take(pa.array(take))
-        need_sig = (not self.params.verify) or bool(self.params.against)
-        sigs = self._signatures(sub.column(self.params.field)) if need_sig else None
-        ids = pc.cast(sub.column("id"), pa.string()) if "id" in sub.schema.names else pa.array([None] * len(take), pa.string())
-        texts = sub.column(self.params.field) if self.params.verify else None
-        return self._emit_pairs(pos[take], ids, self._weights(sub), texts, _sig_column(sigs) if sigs is not None else None)
+        texts = sub.column(self.params.field)
+        ids = sub.column("id") if "id" in sub.schema.names else pa.nulls(len(take), pa.string())
 
-    def _emit_pairs(
-        self,
-        nodes: npt.NDArray[np.uint64],
-        ids: pa.Array | pa.ChunkedArray,
-        weights: npt.NDArray[np.float64],
-        texts: pa.Array | pa.ChunkedArray | None,
-        sigs: pa.Array | pa.ChunkedArray | None,
-    ) -> pa.Table:
-        """One row per (candidate pair, side) for each of `nodes` that is in a pair."""
-        schema = _pair_schema(self.params.num_perm)
-        e = self._edge_index()
-        a, b_sorted, order_b = e["a"], e["b_sorted"], e["order_b"]
-        lo_a, hi_a = np.searchsorted(a, nodes, "left"), np.searchsorted(a, nodes, "right")
-        lo_b, hi_b = np.searchsorted(b_sorted, nodes, "left"), np.searchsorted(b_sorted, nodes, "right")
-        row_a, pair_a = _ranges(lo_a, hi_a)
-        row_b, at_b = _ranges(lo_b, hi_b)
-        pair_b = order_b[at_b]
-        rows = np.concatenate([row_a, row_b])
-        if rows.size == 0:
-            return schema.empty_table()
-        pairs = np.concatenate([pair_a, pair_b]).astype(np.int64)
-        side = np.concatenate([np.zeros(len(row_a), np.int8), np.ones(len(row_b), np.int8)])
-        idx = pa.array(rows)
-        n = len(rows)
-        return pa.table(
-            {
-                "key": _mix64(pairs.astype(np.uint64)),
-                "pair": pairs,
-                "side": side,
-                POS: nodes[rows],
-                "id": pc.cast(ids, pa.string()).take(idx),
-                "weight": weights[rows],
-                "text": texts.take(idx).cast(pa.string()) if texts is not None else pa.nulls(n, pa.string()),
-                "sig": sigs.take(idx) if sigs is not None else pa.nulls(n, pa.binary(4 * self.params.num_perm)),
-            },
-            schema=schema,
-        )
+        def signatures(rows: npt.NDArray[np.intp]) -> pa.Array:
+            return mi.sig_column(self._signatures(texts.take(pa.array(rows))))
 
-    def _check(self, rows: pa.Table) -> pa.Table:
-        if rows.num_rows == 0:
-            return CHECKED_SCHEMA.empty_table()
-        order = np.lexsort((rows.column("side").to_numpy(), rows.column("pair").to_numpy()))
-        rows = rows.take(pa.array(order))
-        pair = rows.column("pair").to_numpy()
-        side = rows.column("side").to_numpy()
-        # side 0 at i and side 1 at i + 1 of the same pair (each pair has exactly these two rows)
-        i0 = np.flatnonzero((side[:-1] == 0) & (side[1:] == 1) & (pair[:-1] == pair[1:]))
-        i1 = i0 + 1
-        node = rows.column(POS).to_numpy()
-        na, nb = node[i0], node[i1]
-        old = (na >= OLD_BIT) | (nb >= OLD_BIT)
-        sim = np.full(len(i0), np.nan)
-        exact = np.zeros(len(i0), dtype=bool)
-        p = self.params
-        if p.verify:
-            new_new = np.flatnonzero(~old)
-            if new_new.size:
-                rows_needed = np.concatenate([i0[new_new], i1[new_new]])
-                uniq, first = np.unique(node[rows_needed], return_index=True)
-                texts = rows.column("text").take(pa.array(rows_needed[first]))
-                ia = np.searchsorted(uniq, na[new_new])
-                ib = np.searchsorted(uniq, nb[new_new])
-                sim[new_new] = mc.exact_jaccard_pairs(texts, ia, ib, p.ngram, p.char_ngrams, lowercase=p.lowercase, num_threads=max(1, int(self.resources.cpus)))
-                exact[new_new] = True
-        est = np.flatnonzero(~exact)
-        if est.size:
-            sigs = _sig_matrix(rows.column("sig"), p.num_perm)
-            sim[est] = mc.estimated_jaccard(sigs, i0[est], i1[est]).astype(np.float64)
-        ids = rows.column("id")
-        w = rows.column("weight").to_numpy()
-        return pa.table(
-            {
-                "a": na,
-                "b": nb,
-                "sim": sim,
-                "exact": exact,
-                "id_a": ids.take(pa.array(i0)),
-                "id_b": ids.take(pa.array(i1)),
-                "w_a": w[i0],
-                "w_b": w[i1],
-            },
-            schema=CHECKED_SCHEMA,
-        )
+        return mv.emit_rows(plan, pos[take], ids, self._weights(sub), texts, signatures, num_perm)
 
     # ------------------------------------------------------------ clusters and keepers
 
     def _resolve_clusters(self, reduced: pa.Table) -> pa.Table:
         t0 = time.perf_counter()
         checked = reduced if reduced.num_rows else CHECKED_SCHEMA.empty_table()
-        checked = checked.sort_by([("a", "ascending"), ("b", "ascending")])
+        kind = checked.column("kind").to_numpy()
+        summary = checked.filter(pa.array(kind == mv.SUMMARY))
+        checked = checked.filter(pa.array(kind != mv.SUMMARY)).sort_by([("a", "ascending"), ("b", "ascending")])
+        text_bytes = summary.column("a").to_numpy()
+        rows_in = summary.column("b").to_numpy()
         sim = checked.column("sim").to_numpy()
         ok = sim >= self.params.threshold - 1e-12
         accepted = checked.filter(pa.array(ok))
         a = accepted.column("a").to_numpy()
         b = accepted.column("b").to_numpy()
+        ck = checked.column("kind").to_numpy()
         self._stats.update(
             {
                 "checked_pairs": int(checked.num_rows),
                 "checked_exactly": int(pc.sum(checked.column("exact")).as_py() or 0),
+                "checked_by_kind": {name: int((ck == k).sum()) for k, name in mv.KIND_NAMES.items()},
                 "accepted_pairs": int(accepted.num_rows),
+                "verify_partitions": int(summary.num_rows),
+                "verify_rows": int(rows_in.sum()),
+                "verify_text_bytes": int(text_bytes.sum()),
+                "verify_max_partition_text_bytes": int(text_bytes.max()) if len(text_bytes) else 0,
+                "verify_max_partition_rows": int(rows_in.max()) if len(rows_in) else 0,
             }
         )
         nodes, roots = mc.connected_components(a, b)
         drops = self._keepers(accepted, nodes, roots)
         self._stats["resolve_seconds"] = round(time.perf_counter() - t0 + self._round_seconds, 3)
-        return self._finish(drops, accepted, nodes, roots)
+        return self._finish(drops)
 
     def _keepers(self, accepted: pa.Table, nodes: npt.NDArray[np.uint64], roots: npt.NDArray[np.uint64]) -> pa.Table:
         if len(nodes) == 0:
@@ -710,16 +439,16 @@ class MinHashDedup(GlobalStage[MinHashDedupParams]):
             schema=DROP_RESULT_SCHEMA,
         )
 
-    def _finish(self, drops: pa.Table, accepted: pa.Table, nodes: Any, roots: Any) -> pa.Table:
+    def _finish(self, drops: pa.Table) -> pa.Table:
         """Side outputs (index, cluster export) and statistics; returns the drops."""
         self._stats["dropped"] = int(drops.num_rows)
         clusters = self._clusters
         if self.params.save_index:
             run_dir = self._run_dir()
-            _write_parquet(pa.table({"pos": drops.column(POS).cast(pa.uint64())}), _join(run_dir, "dropped.parquet"))
+            mi.write_dropped(run_dir, drops.column(POS), self.storage_options)
             self._written["index"] = run_dir
         if self.params.export_clusters:
-            path = _join(self._run_dir(), "clusters.parquet")
+            path = mi.join(self._run_dir(), "clusters.parquet")
             if clusters is None:
                 table = pa.table(
                     {"cluster": pa.array([], pa.string()), "id": pa.array([], pa.string()), "kept": pa.array([], pa.bool_()),
@@ -727,7 +456,7 @@ class MinHashDedup(GlobalStage[MinHashDedupParams]):
                 )
             else:
                 table = pa.table({k: v for k, v in clusters.items() if k != "node"}).sort_by([("cluster", "ascending"), ("id", "ascending")])
-            _write_parquet(table, path)
+            mi.write_parquet(table, path, self.storage_options)
             self._written["clusters"] = path
         return drops.sort_by([(POS, "ascending")])
 
@@ -738,8 +467,8 @@ class MinHashDedup(GlobalStage[MinHashDedupParams]):
             # to the output dataset when inside it, so the dataset folder can be moved whole
             inherited = list(self._against["parts"]) if self._against else []
             out["index"] = {
-                "kind": INDEX_KIND,
-                "format": INDEX_FORMAT,
+                "kind": mi.INDEX_KIND,
+                "format": mi.INDEX_FORMAT,
                 "path": self._written["index"],
                 "parts": [self._relative_to_output(p) for p in [*inherited, self._written["index"]]],
                 "params": self.index_params(),
@@ -757,4 +486,4 @@ class MinHashDedup(GlobalStage[MinHashDedupParams]):
         return path
 
 
-__all__ = ["MinHashDedup", "MinHashDedupParams", "bucket_pairs", "unique_pairs"]
+__all__ = ["OLD_BIT", "MinHashDedup", "MinHashDedupParams", "bucket_pairs", "unique_pairs"]
