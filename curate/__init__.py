@@ -9,7 +9,11 @@ Subpackages (each built from a top-level folder of the repository):
 - ``curate.annotation``: spoken image annotations (transcription, caption cleanup).
 - ``curate._native``: the Rust core (MinHash, shingling), private.
 
-Importing ``curate`` starts nothing: Ray is only started by ``curate run``.
+Importing ``curate`` starts nothing and imports no engine module: Ray is only started by
+``curate run`` or :func:`curate.run`.
+
+    import curate
+    result = curate.run("pipeline.yaml", run_key="2026-12-03")  # -> RunResult
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -19,4 +23,13 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "run", "load", "RunResult"]
+
+
+def __getattr__(name: str) -> object:
+    # the API is loaded on first use, so `import curate` stays free of side effects and fast
+    if name in ("run", "load", "RunResult"):
+        from curate.pipelines import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'curate' has no attribute {name!r}")

@@ -5,6 +5,12 @@ numpy arrays of any dtype); they must not be mutated while a call runs (the GIL 
 Results are little-endian bytes, to wrap with ``numpy.frombuffer``. Bad input raises ValueError
 (TypeError for objects without the buffer protocol, MemoryError for impossible allocations).
 Use the typed wrappers in ``curate.filters.minhash_core`` rather than this module directly.
+
+Threads: parallel calls run on a thread pool of `num_threads` threads when given (> 0), else of
+the default count, read from the environment at each call: ``CURATE_NUM_THREADS``, else
+``RAYON_NUM_THREADS``, else ``OMP_NUM_THREADS`` (which Ray sets in each worker to the CPUs of its
+task or actor), else the CPUs available to the process. One pool per size is built on first use
+and kept; calls without a `num_threads` parameter use the default count.
 """
 
 from typing import Any, TypeAlias
@@ -19,6 +25,7 @@ _BufferLike: TypeAlias = Buffer | np.ndarray[Any, Any]
 __all__ = [
     "UNICODE_VERSION",
     "connected_components",
+    "effective_threads",
     "exact_jaccard",
     "hash_texts",
     "jaccard_estimate",
@@ -28,6 +35,7 @@ __all__ = [
     "normalize_texts",
     "shingle_hashes",
     "text_jaccard_pairs",
+    "thread_pools",
     "tokenize",
 ]
 
@@ -57,7 +65,7 @@ def minhash(
 ) -> bytes:
     """MinHash signatures of every value (Arrow offsets/data as in `hash_texts`): n x num_perm
     little-endian u32, row-major. Invalid UTF-8 is decoded with replacement characters.
-    `num_threads` 0 uses rayon's global pool."""
+    `num_threads` 0 uses the default thread count (see the module docstring)."""
 
 def lsh_bands(signatures: _BufferLike, n_docs: int, num_perm: int, bands: int, rows: int) -> bytes:
     """LSH keys of an n_docs x num_perm u32 signature matrix: n_docs x bands little-endian u64,
@@ -95,7 +103,8 @@ def text_jaccard_pairs(
     """Jaccard similarity of the shingle sets of the value pairs (index_a[i], index_b[i]) of an
     Arrow string array (offsets/data as in `hash_texts`; u32 or u64 indices per `index_width` = 4
     or 8), shingles compared by their xxh3-64 hashes: one little-endian f64 per pair, 1.0 for two
-    documents without shingles. Each distinct document is shingled once."""
+    documents without shingles. Each distinct document is shingled once. `num_threads` 0 uses the
+    default thread count."""
 
 def exact_jaccard(
     text_a: str, text_b: str, ngram: int = 5, char_ngrams: bool = False, lowercase: bool = True
@@ -109,6 +118,13 @@ def shingle_hashes(
 
 def tokenize(text: str, lowercase: bool = True) -> list[str]:
     """Tokens as the shingler sees them: re.findall(r"\\w+", text.lower())."""
+
+def effective_threads(num_threads: int = 0) -> int:
+    """The number of threads a call with this `num_threads` computes on (measured on its pool):
+    `num_threads` if > 0, else the default count from the environment as it is now."""
+
+def thread_pools() -> list[int]:
+    """The sizes of the thread pools built so far in this process, ascending (each once)."""
 
 def minhash_kernel() -> str:
     """MinHash kernel used on this CPU: "avx512", "avx2" or "portable"."""
@@ -135,4 +151,4 @@ def normalize_texts(
     from 0 of the input's width, a buffer whose first data_len bytes are the values (as long as
     the input's values when they fit there), and how many valid values changed. Invalid UTF-8 in
     a valid value raises ValueError; a result too large for int32 offsets raises OverflowError.
-    The GIL is released; `num_threads` 0 uses rayon's global pool."""
+    The GIL is released; `num_threads` 0 uses the default thread count."""

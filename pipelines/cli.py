@@ -41,7 +41,38 @@ def _fail(exc: CurateError) -> None:
     sys.exit(exc.exit_code)
 
 
+class _Commands(click.Group):
+    """Built-in commands plus those registered as ``curate.commands`` entry points, loaded only
+    when named (``curate run`` imports no feature's command module)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from .registry import command_entry_points
+
+        return sorted({*super().list_commands(ctx), *command_entry_points()})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, name)
+        if cmd is not None:
+            return cmd
+        from .registry import command_entry_points
+
+        ep = command_entry_points().get(name)
+        if ep is None:
+            return None
+        try:
+            loaded = ep.load()
+        except ImportError as exc:
+            return click.Command(name, help=f"(unavailable: {exc}; install the extra it needs)", callback=lambda: _missing(name, exc))
+        return loaded if isinstance(loaded, click.Command) else None
+
+
+def _missing(name: str, exc: BaseException) -> None:
+    err_console.print(f"[bold red]error:[/] `curate {name}` is unavailable: {exc}", highlight=False)
+    sys.exit(2)
+
+
 @click.group(
+    cls=_Commands,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EXIT_CODES,
 )
@@ -59,12 +90,19 @@ def cli() -> None:
 @cli.command()
 @click.argument("pipeline_file", type=click.Path(dir_okay=False))
 @click.option("--progress/--no-progress", default=None, help="Live per-stage progress (default: on when stderr is a terminal).")
-def run(pipeline_file: str, progress: bool | None) -> None:
+@click.option("--run-key", metavar="KEY", default=None,
+              help="Idempotency key (e.g. an Airflow run id): if KEY was already committed to the dataset, "
+                   "publish nothing and exit 0; otherwise it is recorded in this run's commit.")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Reuse the work of an earlier unfinished run with the same config and inputs (its run journal).")
+def run(pipeline_file: str, progress: bool | None, run_key: str | None, resume: bool) -> None:
     """Run PIPELINE_FILE and write one new version of its output dataset.
 
-    The file is validated completely before Ray starts. The run writes Parquet shards and
+    The file is validated completely before Ray starts (keys, stage params, input paths, and
+    that every column a stage reads is produced before it). The run writes Parquet shards and
     commits them atomically as one Delta version (with run metadata: config, inputs, per-stage
-    counts, timings); an interrupted run leaves the dataset at its previous version.
+    counts, timings); an interrupted run leaves the dataset at its previous version, and running
+    the same command again resumes it: read tasks an earlier attempt finished are not redone.
     A log file per run goes to run.log_dir (default .curate/runs/).
 
     \b
@@ -85,7 +123,7 @@ def run(pipeline_file: str, progress: bool | None) -> None:
 
     try:
         pipeline = load_pipeline(pipeline_file)
-        run_pipeline(pipeline, console=err_console, progress=progress)
+        run_pipeline(pipeline, console=err_console, progress=progress, run_key=run_key, resume=resume)
     except CurateError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -106,20 +144,23 @@ def run(pipeline_file: str, progress: bool | None) -> None:
 def validate(pipeline_file: str) -> None:
     """Check PIPELINE_FILE without running it: YAML, keys, stage types and params, input paths.
 
-    Exits 0 and prints the stages when valid; exits 2 with every problem's file, line and key
+    Also checks that every column a stage reads is produced by the input or an earlier stage.
+    Exits 0 and prints the stages when valid; exits 2 with the problem's file, line and key
     otherwise. Nothing is started or written.
     """
     from .config import load_pipeline
-    from .readers import plan_inputs
+    from .runner import validate_plan
 
     try:
         pipeline = load_pipeline(pipeline_file)
-        files = plan_inputs(pipeline.config.input)
+        files, columns = validate_plan(pipeline)
     except CurateError as exc:
         _fail(exc)
     out_console.print(f"{pipeline_file}: valid ({len(files)} input files, {sum(f.size for f in files):,} bytes)", highlight=False)
     for s in pipeline.stages:
-        out_console.print(f"  - {s.name}: {json.dumps(s.params.model_dump(mode='json'))}", highlight=False)
+        run_ = f" run: {json.dumps(s._overrides)}" if s._overrides else ""
+        out_console.print(f"  - {s.name}: {json.dumps(s.params.model_dump(mode='json'))}{run_}", highlight=False)
+    out_console.print(f"  columns: {', '.join(columns)}", highlight=False)
     out_console.print(f"  -> {pipeline.config.output.dataset}", highlight=False)
 
 
@@ -274,8 +315,10 @@ def stages(name: str | None) -> None:
         table.add_column("type")
         table.add_column("kind")
         table.add_column("description")
+        from .stage import stage_kind
+
         for key, cls in sorted(builtin_stages().items()):
-            kind = "global" if hasattr(cls, "resolve") else ("filter" if hasattr(cls, "keep_batch") else "map")
+            kind = stage_kind(cls)
             if cls.stateful:
                 kind += ", model"
             doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
@@ -296,23 +339,6 @@ def stages(name: str | None) -> None:
         shown = ann.__name__ if isinstance(ann, type) else str(ann).replace("typing.", "")
         table.add_row(pname, shown, default, field.description or "")
     out_console.print(table)
-
-
-def _add_plugin_commands() -> None:
-    """Command groups that live with their feature (e.g. ``curate quality`` in curate.filters)."""
-    import importlib
-
-    for module_name, attr in (("curate.filters.quality_cli", "quality"),):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        cli.add_command(getattr(module, attr))
-
-
-_add_plugin_commands()
 
 
 def main() -> None:

@@ -19,10 +19,13 @@ Minimal form::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,13 +51,22 @@ class InputConfig(_Model):
         min_length=1,
         description="files, folders or globs; local paths or fsspec URLs (s3://...). For delta: table paths, optionally path@VERSION",
     )
-    text_field: str = Field("text", description="field holding the document text")
+    text_field: str = Field(
+        "text",
+        description="field holding the document text (becomes the `text` column); parquet/delta inputs without it are read without text",
+    )
     id_field: str = Field("id", description="field holding the document id; ids are derived from the text when missing")
-    keep_fields: list[str] = Field(default_factory=list, description="other input fields to carry into the output")
+    keep_fields: list[str] | None = Field(
+        None,
+        description="other input fields to carry into the output (default: none for jsonl, every column for parquet/delta)",
+    )
     on_error: Literal["fail", "skip"] = Field(
         "fail", description="malformed records: fail the run, or skip them (counted and recorded as dropped by stage 'read')"
     )
     version: int | None = Field(None, ge=0, description="delta input: the version to read (default: latest)")
+    since_version: int | None = Field(
+        None, ge=0, description="delta input: read only the rows added after this version (append-only datasets)"
+    )
     storage_options: dict[str, str] = Field(default_factory=dict, description="fsspec / object-store options")
     read_batch_rows: int = Field(10_000, gt=0, description="rows per block produced by the reader")
 
@@ -91,6 +103,7 @@ class RayConfig(_Model):
 
     address: str | None = Field(None, description="unset/local: start Ray in-process; auto or ray://host:port: join a cluster")
     num_cpus: int | None = Field(None, gt=0, description="CPUs for the in-process Ray (default: all)")
+    num_gpus: float | None = Field(None, ge=0, description="GPUs for the in-process Ray (default: those Ray detects)")
     object_store_memory: ByteSize | None = Field(None, description="object store size for the in-process Ray, e.g. 2GB")
 
 
@@ -101,14 +114,26 @@ class RunConfig(_Model):
     progress: bool = Field(True, description="live per-stage progress display")
 
 
+class StageRunConfig(_Model):
+    """Per-stage run settings (``run:`` beside the stage's params), overriding the stage's defaults."""
+
+    batch_size: int | None = Field(None, gt=0, description="rows per call of the stage")
+    cpus: float | None = Field(None, ge=0, description="CPUs per task or actor")
+    gpus: float | None = Field(None, ge=0, description="GPUs per task or actor (actor pools are sized by GPUs)")
+    memory: ByteSize | None = Field(None, description="memory reserved per task or actor, e.g. 4GB")
+    concurrency: int | None = Field(None, gt=0, description="actors in the pool (stateful stages) or most tasks at once")
+    max_retries: int | None = Field(None, ge=0, description="retries of a task or actor lost to a worker failure")
+
+
 class StageSpec(_Model):
     type: str
     params: dict[str, Any] = Field(default_factory=dict)
+    run: StageRunConfig = StageRunConfig()
 
 
 class PipelineConfig(_Model):
     name: str | None = None
-    input: InputConfig
+    input: InputConfig | None = Field(None, description="omit to start from the first stage's source rows (an Expand stage)")
     stages: list[StageSpec] = Field(default_factory=list)
     output: OutputConfig
     ray: RayConfig = RayConfig()
@@ -123,6 +148,11 @@ class Pipeline:
     stages: list[Stage[Any]]
     source: str
     base_dir: Path
+    located: Located | None = None
+
+    def where(self, key: Key) -> str:
+        """``file:line`` of a key of the pipeline file (for errors found after parsing)."""
+        return self.located.where(key) if self.located is not None else self.source
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.resolved(), sort_keys=True).encode()).hexdigest()[:16]
@@ -130,7 +160,13 @@ class Pipeline:
     def resolved(self) -> dict[str, Any]:
         """The config with every default filled in (what is recorded in the commit metadata)."""
         d = self.config.model_dump(mode="json")
-        d["stages"] = [{s.name or type(s).__name__: s.params.model_dump(mode="json")} for s in self.stages]
+        stages = []
+        for s in self.stages:
+            entry: dict[str, Any] = {s.name or type(s).__name__: s.params.model_dump(mode="json")}
+            if s._overrides:
+                entry["run"] = dict(sorted(s._overrides.items()))
+            stages.append(entry)
+        d["stages"] = stages
         return d
 
 
@@ -197,50 +233,69 @@ def parse_pipeline(located: Located) -> Pipeline:
         key: Key = ("stages", i)
         if isinstance(item, str):
             item = {item: {}}
+        run_settings: Any = {}
+        if isinstance(item, dict) and "run" in item and len(item) == 2:
+            item = dict(item)
+            run_settings = item.pop("run") or {}
         if not isinstance(item, dict) or len(item) != 1:
             raise ConfigError(
-                f"{located.where(key)}: {format_key(key)}: each stage is a mapping of one stage type to its params",
-                hint="write e.g. `- length_filter: {min_chars: 50}`",
+                f"{located.where(key)}: {format_key(key)}: each stage is a mapping of one stage type to its params, "
+                "optionally with `run:` settings beside it",
+                hint="write e.g. `- length_filter: {min_chars: 50}` (and `run: {batch_size: 1024}` on the next line)",
             )
         (type_name, params), = item.items()
         if params is None:
             params = {}
         if not isinstance(params, dict):
             raise ConfigError(f"{located.where(key + (type_name,))}: {format_key(key + (type_name,))}: stage params must be a mapping (got {params!r})")
-        specs.append({"type": str(type_name), "params": params})
+        if not isinstance(run_settings, dict):
+            raise ConfigError(f"{located.where(key + ('run',))}: {format_key(key + ('run',))}: run settings must be a mapping (got {run_settings!r})")
+        specs.append({"type": str(type_name), "params": params, "run": run_settings})
     try:
         config = PipelineConfig.model_validate({**data, "stages": specs})
     except ValidationError as exc:
         raise ConfigError(_errors_to_message(exc, located, (), PipelineConfig)) from None
 
     stages: list[Stage[Any]] = []
-    if any(":" in spec.type for spec in config.stages):
-        # plugin modules are looked up next to the pipeline file and in the working directory
-        import sys
+    base_dir = Path(located.path).resolve().parent
+    with plugin_path(base_dir):
+        for i, spec in enumerate(config.stages):
+            key = ("stages", i, spec.type)
+            try:
+                cls = resolve_stage(spec.type)
+            except ConfigError as exc:
+                raise ConfigError(f"{located.where(key)}: {format_key(('stages', i))}: {exc.message}", exc.hint) from None
+            params_model: type[Params] = cls.Params
+            try:
+                params = params_model.model_validate(spec.params)
+            except ValidationError as exc:
+                raise ConfigError(_errors_to_message(exc, located, key, params_model)) from None
+            stage = cls(params)
+            r = spec.run
+            stage = stage.with_(
+                batch_size=r.batch_size, cpus=r.cpus, gpus=r.gpus, memory=int(r.memory) if r.memory is not None else None,
+                concurrency=r.concurrency, max_retries=r.max_retries,
+            )
+            try:
+                stage.check(base_dir)
+            except ConfigError as exc:
+                raise ConfigError(f"{located.where(key)}: {format_key(key)}: {exc.message}", exc.hint) from None
+            stages.append(stage)
+    return Pipeline(config=config, stages=stages, source=located.path, base_dir=base_dir, located=located)
 
-        for folder in (str(Path(located.path).resolve().parent), os.getcwd()):
-            if folder not in sys.path:
-                sys.path.append(folder)
-    for i, spec in enumerate(config.stages):
-        key = ("stages", i, spec.type)
-        try:
-            cls = resolve_stage(spec.type)
-        except ConfigError as exc:
-            raise ConfigError(f"{located.where(key)}: {format_key(('stages', i))}: {exc.message}", exc.hint) from None
-        params_model: type[Params] = cls.Params
-        try:
-            params = params_model.model_validate(spec.params)
-        except ValidationError as exc:
-            raise ConfigError(_errors_to_message(exc, located, key, params_model)) from None
-        stage = cls(params)
-        try:
-            check = getattr(stage, "check", None)
-            if check is not None:
-                check(Path(located.path).parent)
-        except ConfigError as exc:
-            raise ConfigError(f"{located.where(key)}: {format_key(key)}: {exc.message}", exc.hint) from None
-        stages.append(stage)
-    return Pipeline(config=config, stages=stages, source=located.path, base_dir=Path(located.path).resolve().parent)
+
+@contextlib.contextmanager
+def plugin_path(base_dir: Path) -> Iterator[None]:
+    """Plugin modules (``module:Class``) are looked up next to the pipeline file and in the working
+    directory; ``sys.path`` is restored afterwards (embedded callers keep their own)."""
+    saved = list(sys.path)
+    for folder in (str(base_dir), os.getcwd()):
+        if folder not in sys.path:
+            sys.path.append(folder)
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
 
 
 def load_pipeline(path: str | Path) -> Pipeline:

@@ -16,6 +16,10 @@ class CurateError(Exception):
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # errors raised in Ray workers travel pickled: keep the hint
+        return (type(self), (self.message, self.hint))
+
 
 class ConfigError(CurateError):
     """The pipeline file is invalid: nothing was run and nothing written (exit 2)."""
@@ -33,3 +37,36 @@ class DatasetError(CurateError):
     """A dataset (Delta table) is missing or unreadable (exit 4)."""
 
     exit_code = 4
+
+
+class StageError(CurateError):
+    """A stage raised inside a worker: the run failed and published nothing (exit 1)."""
+
+    exit_code = 1
+
+
+class ConcurrentWriteError(DatasetError):
+    """Another run committed to the dataset while this one was committing: this run published nothing (exit 4)."""
+
+    def __init__(self, message: str, hint: str | None = None, *, version: int | None = None) -> None:
+        super().__init__(message, hint)
+        self.version = version  # the version the other run committed
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.message, self.hint), dict(self.__dict__))  # keeps version when pickled
+
+
+class RunKeyCommittedError(DatasetError):
+    """The run key was already committed to the dataset: this run published nothing, and that is
+    not a failure (exit 0); ``version`` is the version that committed the key."""
+
+    exit_code = 0
+
+    def __init__(self, message: str, hint: str | None = None, *, run_key: str | None = None, version: int | None = None) -> None:
+        super().__init__(message, hint)
+        self.run_key = run_key
+        self.version = version
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.message, self.hint), dict(self.__dict__))  # keeps run_key, version
+

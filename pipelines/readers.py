@@ -49,10 +49,36 @@ class ReadTask:
     version: int | None = None  # delta input
 
 
-def task_to_row(task: ReadTask) -> dict[str, Any]:
-    """A flat row (Arrow-friendly) describing a read task."""
+def task_to_row(task: ReadTask, number: int) -> dict[str, Any]:
+    """A flat row (Arrow-friendly) describing read task ``number`` of the run."""
     f = task.file
-    return {"index": f.index, "path": f.path, "size": f.size, "mtime": f.mtime, "start": task.start, "end": task.end}
+    return {
+        "task": number, "kind": "file", "index": f.index, "path": f.path, "size": f.size, "mtime": f.mtime,
+        "start": task.start, "end": task.end, "rows": None,
+    }
+
+
+def source_task_rows(rows: list[dict[str, Any]], per_task: int, label: str) -> list[dict[str, Any]]:
+    """Read tasks of a pipeline without input: its first stage's source rows, ``per_task`` a task.
+    Each row keeps its ``id`` or gets ``<stage>:<n>``; its position is its number."""
+    out = []
+    per_task = max(1, per_task)
+    for number, start in enumerate(range(0, len(rows), per_task)):
+        chunk = []
+        for i, row in enumerate(rows[start : start + per_task], start):
+            chunk.append({"id": str(row["id"]) if row.get("id") is not None else f"{label}:{i}", **{k: v for k, v in row.items() if k != "id"}, POS: i})
+        out.append({"task": number, "kind": "source", "index": -1, "path": "", "size": 0, "mtime": None, "start": start, "end": None,
+                    "rows": orjson.dumps(chunk, option=orjson.OPT_SERIALIZE_NUMPY).decode()})
+    return out
+
+
+def read_source_task(item: dict[str, Any]) -> Iterator[pa.Table]:
+    rows = orjson.loads(item["rows"])
+    table = pa.Table.from_pylist(rows)
+    n = table.num_rows
+    for c in DROP_COLUMNS:
+        table = table.append_column(c, pa.nulls(n, pa.string()))
+    yield table.set_column(table.schema.get_field_index(POS), POS, table.column(POS).cast(pa.int64()))
 
 
 def task_from_row(row: dict[str, Any]) -> ReadTask:
@@ -227,7 +253,7 @@ class _Batcher:
         self.ids: list[str] = []
         self.texts: list[str] = []
         self.pos: list[int] = []
-        self.extra: dict[str, list[Any]] = {k: [] for k in self.cfg.keep_fields}
+        self.extra: dict[str, list[Any]] = {k: [] for k in self.cfg.keep_fields or ()}
         self.drops: list[tuple[str, str, str] | None] = []
         self.any_drop = False
 
@@ -365,7 +391,7 @@ def _parse_block_fast(block: bytes, pos0: int, cfg: InputConfig) -> pa.Table | N
         "id": ids if ids is not None else pa.array([xxhash.xxh3_128_hexdigest(t.encode("utf-8", "surrogatepass")) for t in text.to_pylist()], pa.string()),
         "text": text.cast(pa.string()),
     }
-    for k in cfg.keep_fields:
+    for k in cfg.keep_fields or ():
         if k in table.column_names:
             col = table.column(k)
             if pa.types.is_struct(col.type) or pa.types.is_list(col.type):
@@ -451,32 +477,58 @@ def _read_parquet(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
             pf = pq.ParquetFile(fh)
         except pa.ArrowInvalid as exc:
             raise InputDataError(f"{shown}: not a readable Parquet file: {exc}") from None
-        names = set(pf.schema_arrow.names)
-        if cfg.text_field not in names:
+        names = list(pf.schema_arrow.names)
+        has_text = cfg.text_field in names
+        if not has_text and cfg.text_field != "text":
             raise InputDataError(
                 f"{shown}: no column {cfg.text_field!r} (columns: {', '.join(sorted(names))})",
                 hint="set input.text_field to the column holding the text",
             )
-        wanted = [c for c in (cfg.id_field, cfg.text_field, *cfg.keep_fields) if c in names]
+        keep = [c for c in (names if cfg.keep_fields is None else cfg.keep_fields) if c not in (cfg.id_field, cfg.text_field)]
+        wanted = [c for c in (cfg.id_field, cfg.text_field, *keep) if c in names]
         row = 0
         for rb in pf.iter_batches(batch_size=cfg.read_batch_rows, columns=list(dict.fromkeys(wanted))):
             n = rb.num_rows
-            text = rb.column(cfg.text_field).cast(pa.string())
+            text = rb.column(cfg.text_field).cast(pa.string()) if has_text else None
+            positions = pa.array(range(base + row, base + row + n), pa.int64())
             if cfg.id_field in names and cfg.id_field != cfg.text_field:
                 ids = rb.column(cfg.id_field).cast(pa.string())
-            else:
+            elif text is not None:
                 ids = pa.array([xxhash.xxh3_128_hexdigest(t.encode()) if t is not None else None for t in text.to_pylist()], pa.string())
-            cols: dict[str, Any] = {"id": ids, "text": text}
-            for k in cfg.keep_fields:
+            else:  # no text to hash: the row's place in the input names it
+                ids = pa.array([f"{shown}:{row + i}" for i in range(n)], pa.string())
+            cols: dict[str, Any] = {"id": ids}
+            if text is not None:
+                cols["text"] = text
+            for k in keep:
                 cols[k] = rb.column(k) if k in names else pa.nulls(n, pa.string())
-            cols[POS] = pa.array(range(base + row, base + row + n), pa.int64())
+            cols[POS] = positions
             for c in DROP_COLUMNS:
                 cols[c] = pa.nulls(n, pa.string())
             row += n
             table = pa.table(cols)
-            if text.null_count:
+            if text is not None and text.null_count:
                 table = _drop_null_text(table, shown, cfg)
             yield table
+
+
+def input_columns(cfg: InputConfig, files: list[InputFile]) -> list[str]:
+    """The columns the input gives every row (for the plan check, before Ray starts)."""
+    if cfg.format in ("jsonl", "text"):
+        return ["id", "text", *((cfg.keep_fields or []) if cfg.format == "jsonl" else [])]
+    if not files:
+        return ["id"]
+    with _open(files[0].path, cfg.storage_options) as fh:
+        try:
+            names = list(pq.ParquetFile(fh).schema_arrow.names)
+        except pa.ArrowInvalid as exc:
+            raise InputDataError(f"{_display(files[0].path)}: not a readable Parquet file: {exc}") from None
+    cols = ["id"]
+    if cfg.text_field in names:
+        cols.append("text")
+    keep = names if cfg.keep_fields is None else cfg.keep_fields
+    cols += [c for c in keep if c not in (cfg.id_field, cfg.text_field)]
+    return cols
 
 
 def _drop_null_text(table: pa.Table, shown: str, cfg: InputConfig) -> pa.Table:
@@ -510,4 +562,4 @@ def _read_text(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
     yield batcher.table()
 
 
-__all__ = ["InputFile", "ReadTask", "plan_inputs", "split_tasks", "read_task", "delta_files"]
+__all__ = ["source_task_rows", "read_source_task", "InputFile", "ReadTask", "plan_inputs", "split_tasks", "read_task", "delta_files", "input_columns"]

@@ -1,7 +1,13 @@
-"""Executing a validated pipeline: plan inputs, start Ray, stream, commit, report."""
+"""Running a validated pipeline: plan, resume journal, Ray, execute, one commit, report.
+
+:func:`run_pipeline` leaves the process as it found it (logging handlers, ``sys.path``, the
+environment, a Ray it did not start), so it can run inside an Airflow task or a notebook; the
+``curate run`` command and :func:`curate.run` are thin layers on it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import getpass
 import json
@@ -10,6 +16,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,27 +26,32 @@ from rich.console import Console
 
 import curate
 
+from . import fs, journal, store
 from .config import Pipeline
 from .errors import ConfigError, CurateError
+from .plan import check_columns, checkpoint_before_global, source_stage, stage_labels
 from .progress import ProgressDisplay, summary_table
-from .ray_adapter import DROPPED_SCHEMA, WriteTarget, build_and_run, stage_labels
-from .readers import plan_inputs, split_tasks
-
-from .store import commit, table_uri
+from .readers import input_columns, plan_inputs, source_task_rows, split_tasks, task_to_row
+from .stage import Expand, GlobalStage
 
 log = logging.getLogger("curate")
 
 
 @dataclasses.dataclass
 class RunResult:
+    """What a run did. ``version`` is the version this run committed (``None`` when it
+    published nothing because its run key was already committed: see ``skipped``)."""
+
     run_id: str
-    version: int
+    version: int | None
     dropped_version: int | None
     rows: int
     dropped: int
     stages: list[dict[str, Any]]
     log_file: str
     seconds: float
+    skipped: bool = False
+    resumed_tasks: int = 0
 
 
 def new_run_id() -> str:
@@ -53,42 +65,70 @@ def current_log_file() -> str | None:
     return _current_log[-1] if _current_log else None
 
 
-def _setup_log(log_dir: str, run_id: str) -> Path:
+_RAY_LOGGERS = ("ray", "ray.data", "ray.util", "ray._private", "ray.air")
+
+
+@contextlib.contextmanager
+def _run_logging(log_dir: str, run_id: str) -> Iterator[Path]:
+    """The run's log file gets curate's and Ray's messages; every logger touched is restored."""
     path = Path(log_dir) / f"{run_id}.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     _current_log.append(str(path))
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    touched = [log, *(logging.getLogger(n) for n in _RAY_LOGGERS)]
+    saved = [(lg, list(lg.handlers), lg.level, lg.propagate) for lg in touched]
     log.handlers[:] = [handler]
     log.setLevel(logging.INFO)
     log.propagate = False
-    _route_ray_logs()
-    return path
+    try:
+        yield path
+    finally:
+        for lg, handlers, level, propagate in saved:
+            lg.handlers[:] = handlers
+            lg.setLevel(level)
+            lg.propagate = propagate
+        handler.close()
 
 
 def _route_ray_logs() -> None:
     """Ray's own messages go to the run's log file, not the terminal."""
     handlers = list(log.handlers)
-    for name in ("ray", "ray.data", "ray.util", "ray._private", "ray.air"):
+    for name in _RAY_LOGGERS:
         lg = logging.getLogger(name)
         lg.handlers[:] = handlers
         lg.setLevel(logging.INFO if name == "ray.data" else logging.WARNING)
         lg.propagate = False
 
 
-def _start_ray(pipeline: Pipeline) -> dict[str, Any]:
+@contextlib.contextmanager
+def _saved_environ() -> Iterator[None]:
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        for k in set(os.environ) - set(saved):
+            del os.environ[k]
+        for k, v in saved.items():
+            if os.environ.get(k) != v:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _ray(pipeline: Pipeline) -> Iterator[dict[str, float]]:
+    """A Ray to run on: the caller's if one is initialised (left running), else the configured
+    cluster or an in-process local Ray (shut down afterwards). Yields the cluster's resources."""
     import ray
 
     rc = pipeline.config.ray
-    # Plugin stages given as module:Class must be importable by workers too.
+    # plugin stages given as module:Class must be importable by workers too
     pythonpath = os.pathsep.join(dict.fromkeys([os.getcwd(), str(pipeline.base_dir), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]))
-    runtime_env = {"env_vars": {"PYTHONPATH": pythonpath}}
     kwargs: dict[str, Any] = {
         "include_dashboard": False,
         "logging_level": logging.WARNING,
         "log_to_driver": False,
-        "runtime_env": runtime_env,
-        # Ray's default logging set-up (its handlers are re-routed to the run log below). With
+        "runtime_env": {"env_vars": {"PYTHONPATH": pythonpath}},
+        # Ray's default logging set-up (its handlers are re-routed to the run log). With
         # configure_logging=False the driver crashed in the GC in about 1 run of 4 here (Ray 2.60).
         "configure_logging": True,
     }
@@ -97,67 +137,40 @@ def _start_ray(pipeline: Pipeline) -> dict[str, Any]:
     else:
         if rc.num_cpus:
             kwargs["num_cpus"] = rc.num_cpus
+        if rc.num_gpus is not None:
+            kwargs["num_gpus"] = rc.num_gpus
         if rc.object_store_memory:
             kwargs["object_store_memory"] = int(rc.object_store_memory)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     import ray.data  # noqa: F401  (configures its loggers on import; re-routed below)
 
     _route_ray_logs()
-    if ray.is_initialized():
-        # Embedded use (a notebook, an Airflow task, tests): use the caller's Ray, leave it running.
-        log.info("using the already initialised Ray")
-    else:
+    owned = not ray.is_initialized()
+    if owned:
         ray.init(**kwargs)
-        _owned.append(True)
+    else:
+        log.info("using the already initialised Ray")
     _route_ray_logs()
-    resources = ray.cluster_resources()
-    for stage in pipeline.stages:
-        if stage.resources.gpus and resources.get("GPU", 0) < stage.resources.gpus:
+    try:
+        yield {k: float(v) for k, v in ray.cluster_resources().items() if not k.startswith("node:")}
+    finally:
+        if owned:
+            ray.shutdown()
+
+
+def _check_gpus(pipeline: Pipeline, labels: list[str], resources: dict[str, float]) -> None:
+    for stage, label in zip(pipeline.stages, labels):
+        need = stage.settings.resources.gpus
+        if need and resources.get("GPU", 0) < need:
             raise ConfigError(
-                f"stage {stage.name!r} needs {stage.resources.gpus} GPU(s) but the Ray cluster has {resources.get('GPU', 0)}",
-                hint="run on a cluster with GPUs (ray.address) or choose a CPU engine for this stage",
+                f"stage {label!r} needs {need:g} GPU(s) per worker but the Ray cluster has {resources.get('GPU', 0):g}",
+                hint="run on a cluster with GPUs (ray.address), set ray.num_gpus for a local Ray, or choose a CPU engine for this stage",
             )
-    return resources
-
-
-def _warm_up() -> int:
-    # what every stage task imports: paid once per worker process, here in parallel
-    import pyarrow.compute  # noqa: F401
-    import pyarrow.parquet  # noqa: F401
-    import ray.data  # noqa: F401
-
-    import curate._native  # noqa: F401
-    import curate.pipelines.ray_adapter  # noqa: F401
-
-    return os.getpid()
-
-
-def _warm_workers(n: int) -> None:
-    """Start and import into one worker process per CPU before the pipeline's first tasks."""
-    import ray
-
-    t0 = time.time()
-    warm = ray.remote(num_cpus=1)(_warm_up)
-    pids = ray.get([warm.remote() for _ in range(max(1, n))])
-    log.info("warmed %d worker processes in %.1fs", len(set(pids)), time.time() - t0)
-
-
-_owned: list[bool] = []
-
-
-def _stop_ray() -> None:
-    import ray
-
-    if _owned:
-        _owned.clear()
-        ray.shutdown()
 
 
 def _unwrap(exc: BaseException) -> BaseException:
     """The user-facing error inside a Ray task failure, if there is one."""
-    seen = 0
-    while seen < 10:
-        seen += 1
+    for _ in range(10):
         cause = getattr(exc, "cause", None)
         if isinstance(cause, BaseException) and cause is not exc:
             exc = cause
@@ -169,122 +182,192 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
-def run_pipeline(pipeline: Pipeline, *, console: Console | None = None, progress: bool | None = None) -> RunResult:
-    console = console or Console(stderr=True)
+@dataclasses.dataclass
+class _Inputs:
+    files: list[Any]
+    tasks: list[dict[str, Any]]
+    columns: list[str]
+    lineage: list[dict[str, Any]]
+
+
+def _plan_inputs(pipeline: Pipeline) -> _Inputs:
     cfg = pipeline.config
+    labels = stage_labels(pipeline.stages)
+    if cfg.input is None:
+        first = source_stage(pipeline)
+        rows = list(first.source_rows() or [])
+        tasks = source_task_rows(rows, first.source_rows_per_task, labels[0])
+        cols = ["id", *dict.fromkeys(k for r in rows[:100] for k in r if k != "id")]
+        return _Inputs([], tasks, cols, [{"source": labels[0], "rows": len(rows)}])
+    files = plan_inputs(cfg.input)
+    tasks = [task_to_row(t, i) for i, t in enumerate(split_tasks(files, cfg.input))]
+    lineage = [{"path": f.path, "size": f.size, "mtime": f.mtime} for f in files]
+    if cfg.input.format == "delta":
+        lineage = [{"delta": d.uri, "version": d.version, "since_version": d.since_version} for d in _delta_inputs(cfg.input)] + lineage
+    return _Inputs(files, tasks, input_columns(cfg.input, files), lineage)
+
+
+def _delta_inputs(cfg: Any) -> list[Any]:
+    from .readers import _split_version
+
+    out = []
+    for raw in cfg.paths:
+        base, version = _split_version(raw)
+        out.append(store.resolve_delta_input(fs.table_uri(base), version if version is not None else cfg.version, cfg.since_version, cfg.storage_options))
+    return out
+
+
+def validate_plan(pipeline: Pipeline) -> tuple[list[Any], list[str]]:
+    """What ``curate validate`` checks beyond the file: inputs exist, columns line up."""
+    inputs = _plan_inputs(pipeline)
+    name = "source rows" if pipeline.config.input is None else "input"
+    return inputs.files, check_columns(pipeline, inputs.columns, name)
+
+
+def run_pipeline(
+    pipeline: Pipeline,
+    *,
+    console: Console | None = None,
+    progress: bool | None = None,
+    run_key: str | None = None,
+    resume: bool = True,
+) -> RunResult:
+    console = console or Console(stderr=True)
     run_id = new_run_id()
-    log_file = _setup_log(cfg.run.log_dir, run_id)
+    with _saved_environ(), _run_logging(pipeline.config.run.log_dir, run_id) as log_file:
+        return _run(pipeline, run_id, str(log_file), console, progress, run_key, resume)
+
+
+def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progress: bool | None, run_key: str | None, resume: bool) -> RunResult:
+    import ray
+
+    cfg = pipeline.config
+    out = cfg.output
+    so = out.storage_options
     t_start = time.time()
     log.info("run %s of %s (curate %s)", run_id, pipeline.source, curate.__version__)
     log.info("resolved config: %s", json.dumps(pipeline.resolved(), sort_keys=True))
+    main_uri = fs.table_uri(out.dataset)
+    dropped_uri = fs.table_uri(out.dropped_path) if out.keep_dropped else None
+
+    if run_key is not None:
+        done = store.committed_run_key(main_uri, run_key, so)
+        if done is not None:
+            msg = f"run key {run_key!r} was already committed to {out.dataset} as version {done}: nothing to do"
+            log.info(msg)
+            console.print(msg, highlight=False)
+            return RunResult(run_id, None, None, 0, 0, [], log_file, time.time() - t_start, skipped=True)
 
     # Everything that can fail on bad input is checked before Ray starts.
-    files = plan_inputs(cfg.input)
-    tasks = split_tasks(files, cfg.input)
-    log.info("%d input files, %d read tasks, %d bytes", len(files), len(tasks), sum(f.size for f in files))
-    for f in files:
+    inputs = _plan_inputs(pipeline)
+    labels = stage_labels(pipeline.stages)
+    check_columns(pipeline, inputs.columns, "source rows" if cfg.input is None else "input")
+    log.info("%d input files, %d read tasks, %d bytes", len(inputs.files), len(inputs.tasks), sum(f.size for f in inputs.files))
+    for f in inputs.files:
         if f.size == 0:
             log.warning("input file %s is empty", f.path)
             console.print(f"[yellow]warning:[/] input file {f.path} is empty")
 
-    import ray
+    has_global = any(isinstance(s, GlobalStage) for s in pipeline.stages)
+    checkpoint = checkpoint_before_global(pipeline.stages)
+    key = journal.journal_key(pipeline.fingerprint(), [(t["path"], t["size"], t["mtime"], t["start"], t["rows"]) for t in inputs.tasks], main_uri, out.mode)
+    jr: journal.Journal | None = None
+    if resume and (checkpoint or not has_global):
+        jr = journal.Journal.open(main_uri, key, run_id, so)
+        if jr.reused and _journal_committed(main_uri, key, so):
+            log.info("journal %s belongs to a committed version: starting afresh", key)
+            jr.discard()
+            jr = journal.Journal.open(main_uri, key, run_id, so)
+    reused = jr.reused if jr is not None else {}
+    tasks = [t for t in inputs.tasks if int(t["task"]) not in reused]
+    if reused:
+        msg = f"resuming: {len(reused)} of {len(inputs.tasks)} read tasks were finished by an earlier run ({', '.join(jr.reused_from) if jr else ''})"
+        log.info(msg)
+        console.print(msg, highlight=False)
 
-    t_ray = time.time()
-    resources = _start_ray(pipeline)
-    if os.environ.get("CURATE_WARM", "1") != "0":
-        _warm_workers(int(resources.get("CPU", 1)))
-    t_ray_up = time.time()
-    log.info("ray started in %.1fs: %s", t_ray_up - t_ray, resources)
-    labels = stage_labels(pipeline.stages)
-    main_uri = table_uri(cfg.output.dataset)
-    dropped_uri = table_uri(cfg.output.dropped_path) if cfg.output.keep_dropped else None
+    from .execution import ExecPlan, WriteTarget, execute
+
     target = WriteTarget(
-        main_uri=main_uri,
-        dropped_uri=dropped_uri,
-        run_id=run_id,
-        shard_rows=cfg.output.shard_rows,
-        shard_bytes=int(cfg.output.shard_bytes),
-        compression=cfg.output.compression,
-        storage_options=cfg.output.storage_options,
+        main_uri=main_uri, dropped_uri=dropped_uri, run_id=run_id, shard_rows=out.shard_rows,
+        shard_bytes=int(out.shard_bytes), compression=out.compression, storage_options=so,
+        journal_uri=jr.attempt_uri if jr is not None and not has_global else None,
     )
-    stats_holder: dict[str, Any] = {}
+    ckpt_uri = fs.join(jr.attempt_uri, "checkpoint") if jr is not None and checkpoint else None
+    plan = ExecPlan(
+        tasks=tasks, input_cfg=cfg.input, stages=pipeline.stages, labels=labels, target=target,
+        journal_uri=jr.attempt_uri if jr is not None else None, checkpoint_uri=ckpt_uri,
+        reused_checkpoints=[fs.join(fs.join(jr.root, w["attempt"]), "checkpoint", f["path"]) for rec in reused.values() for w in rec.writes for f in w["files"] if f["kind"] == "ckpt"] if jr else [],
+    )
+    if jr is not None:
+        fs.write_bytes(fs.join(jr.attempt_uri, "run.json"), json.dumps({"run_id": run_id, "key": key, "pipeline": os.path.abspath(pipeline.source)}).encode(), so)
+
     main_files: list[dict[str, Any]] = []
     dropped_files: list[dict[str, Any]] = []
-    dropped_counts: dict[str, dict[str, int]] = {}
-    total = 0
-    kept = 0
+    totals: dict[str, Any] = {}
+    from .execution.writer import merge_counts
+
+    if not has_global:
+        for rec in reused.values():
+            for w in rec.writes:
+                main_files += [f for f in w["files"] if f["kind"] == "main"]
+                dropped_files += [f for f in w["files"] if f["kind"] == "dropped"]
+                merge_counts(totals, w["counts"])
+
+    stats_holder: dict[str, Any] = {}
 
     def poll() -> dict[str, dict[str, Any]]:
         actor = stats_holder.get("actor")
         return ray.get(actor.snapshot.remote(), timeout=5) if actor is not None else {}
 
     show = cfg.run.progress if progress is None else progress
-    try:
-        with ProgressDisplay(poll, labels, console, show, log.info):
-            for batch in build_and_run(
-                tasks,
-                cfg.input,
-                pipeline.stages,
-                target,
-                num_cpus=float(resources.get("CPU", 1)),
-                log=log.info,
-                on_stats=lambda a: stats_holder.__setitem__("actor", a),
-            ):
-                for row in batch.to_pylist():
-                    if row["kind"] == "main":
-                        main_files.append(row)
-                    elif row["kind"] == "dropped":
-                        dropped_files.append(row)
-                    else:
-                        info = json.loads(row["info"])
-                        total += info["total"]
-                        kept += row["rows"]
-                        for stage, rules in info["dropped"].items():
-                            for rule, n in rules.items():
-                                dropped_counts.setdefault(stage, {})[rule] = dropped_counts.get(stage, {}).get(rule, 0) + n
-        live_stats = poll()
-    except BaseException as exc:
-        inner = _unwrap(exc)
-        log.error("run failed: %r", inner, exc_info=not isinstance(inner, CurateError))
-        _stop_ray()
-        if isinstance(inner, CurateError):
-            raise inner from None
-        raise
-    t_exec = time.time()
+    t_ray = time.time()
+    with _ray(pipeline) as resources:
+        t_ray_up = time.time()
+        log.info("ray ready in %.1fs: %s", t_ray_up - t_ray, resources)
+        _check_gpus(pipeline, labels, resources)
+        try:
+            with ProgressDisplay(poll, labels, console, show, log.info):
+                for phase, batch in execute(plan, cluster=resources, log=log.info, on_stats=lambda a: stats_holder.__setitem__("actor", a)):
+                    final = phase == "final" or not has_global
+                    for row in batch.to_pylist():
+                        if row["kind"] == "counts":
+                            if final:
+                                merge_counts(totals, json.loads(row["info"]))
+                        elif row["kind"] == "main":
+                            main_files.append(row)
+                        elif row["kind"] == "dropped":
+                            dropped_files.append(row)
+        except BaseException as exc:
+            inner = _unwrap(exc)
+            log.error("run failed: %r", inner, exc_info=not isinstance(inner, CurateError))
+            if isinstance(inner, CurateError):
+                raise inner from None
+            raise
+        try:
+            live_stats = poll()
+        except Exception as exc:  # the data is done: a slow stats actor must not fail the run
+            log.warning("final live stats unavailable (%r); worker seconds omitted", exc)
+            live_stats = {}
+        t_exec = time.time()
 
-    stage_stats = []
-    rows_in = total
-    for label in ["read", *labels]:
-        by_rule = dropped_counts.get(label, {})
-        dropped = sum(by_rule.values())
-        live = live_stats.get(label, {})
-        stage_stats.append(
-            {
-                "stage": label,
-                "in": rows_in,
-                "out": rows_in - dropped,
-                "dropped": dropped,
-                "dropped_by_rule": by_rule,
-                "counters": live.get("counters", {}),
-                "seconds": round(live.get("seconds", 0.0), 3),
-            }
-        )
-        rows_in -= dropped
-    assert rows_in == kept, f"row accounting mismatch: {rows_in} != {kept}"
-
+    stage_stats = _stage_stats(labels, pipeline, totals, live_stats)
+    kept = int(totals.get("kept", 0))
+    total_in = int(totals.get("inputs", 0))
     metadata = {
         "run_id": run_id,
+        "run_key": run_key,
         "curate_version": curate.__version__,
         "pipeline_file": os.path.abspath(pipeline.source),
         "config": pipeline.resolved(),
         "config_fingerprint": pipeline.fingerprint(),
-        "inputs": [{"path": f.path, "size": f.size, "mtime": f.mtime} for f in files],
+        "inputs": inputs.lineage,
         "stages": stage_stats,
         "stage_metadata": {label: s.metadata() for label, s in zip(labels, pipeline.stages) if s.metadata()},
         "rows": kept,
-        "rows_in": total,
+        "rows_in": total_in,
+        "journal": {"key": key, "resumed_tasks": len(reused), "attempts": [*(jr.reused_from if jr else []), run_id]} if jr else None,
         "timings": {"ray_start_s": round(t_ray_up - t_ray, 3), "execute_s": round(t_exec - t_ray_up, 3)},
-        "ray": {"address": cfg.ray.address or "local", "resources": {k: v for k, v in resources.items() if not k.startswith("node:")}},
+        "ray": {"address": cfg.ray.address or "local", "resources": resources},
         "host": socket.gethostname(),
         "user": getpass.getuser(),
         "started_at": datetime.fromtimestamp(t_start, timezone.utc).isoformat(),
@@ -296,37 +379,30 @@ def run_pipeline(pipeline: Pipeline, *, console: Console | None = None, progress
     dropped_version = None
     # The dropped-rows table is committed first: the main commit, which makes the run visible,
     # names the dropped version, so a crash between the two never points at a missing version.
+    from .execution.writer import DROPPED_SCHEMA
+
     if dropped_uri is not None:
-        dropped_version = commit(
-            dropped_uri,
-            dropped_files,
-            mode=cfg.output.mode,
-            metadata={"run_id": run_id, "of_dataset": main_uri},
-            storage_options=cfg.output.storage_options,
-            default_schema=DROPPED_SCHEMA,
-            name=None,
+        dropped_version = store.commit(
+            dropped_uri, dropped_files, mode=out.mode, metadata={"run_id": run_id, "of_dataset": main_uri},
+            storage_options=so, default_schema=DROPPED_SCHEMA, name=None,
         )
         metadata["dropped_dataset"] = {"path": dropped_uri, "version": dropped_version}
-    t_commit = time.time()
     metadata["timings"]["commit_s"] = round(time.time() - t_exec, 3)
-    metadata["timings"]["total_s"] = round(t_commit - t_start, 3)
-    version = commit(
-        main_uri,
-        main_files,
-        mode=cfg.output.mode,
-        metadata=metadata,
-        storage_options=cfg.output.storage_options,
-        default_schema=pa.schema([("id", pa.string()), ("text", pa.string())]),
-        name=cfg.name,
+    metadata["timings"]["total_s"] = round(time.time() - t_start, 3)
+    default_schema = pa.schema([("id", pa.string()), *([("text", pa.string())] if "text" in inputs.columns else [])])
+    version = store.commit(
+        main_uri, main_files, mode=out.mode, metadata=metadata, storage_options=so,
+        default_schema=default_schema, name=cfg.name, run_key=run_key,
     )
     log.info("committed %s version %d (%d rows, %d files)", main_uri, version, kept, len(main_files))
-    _stop_ray()
+    if jr is not None:
+        jr.discard()
     elapsed = time.time() - t_start
-    result = RunResult(run_id, version, dropped_version, kept, total - kept, stage_stats, str(log_file), elapsed)
+    result = RunResult(run_id, version, dropped_version, kept, total_in - kept, stage_stats, log_file, elapsed, resumed_tasks=len(reused))
     console.print(summary_table(stage_stats, f"run {run_id}"))
     console.print(
-        f"wrote [bold]{cfg.output.dataset}[/] version [bold]{version}[/]: {kept:,} rows in {len(main_files)} shards"
-        + (f"; {total - kept:,} dropped rows in {cfg.output.dropped_path} version {dropped_version}" if dropped_version is not None else "")
+        f"wrote [bold]{out.dataset}[/] version [bold]{version}[/]: {kept:,} rows in {len(main_files)} shards"
+        + (f"; {total_in - kept:,} dropped rows in {out.dropped_path} version {dropped_version}" if dropped_version is not None else "")
         + f" ({elapsed:.1f}s, of which Ray start {t_ray_up - t_ray:.1f}s, processing {t_exec - t_ray_up:.1f}s)",
         highlight=False,
     )
@@ -334,4 +410,42 @@ def run_pipeline(pipeline: Pipeline, *, console: Console | None = None, progress
     return result
 
 
-__all__ = ["run_pipeline", "RunResult"]
+def _journal_committed(main_uri: str, key: str, so: dict[str, str]) -> bool:
+    """Whether a version of the dataset was committed from this journal (a crash after the commit
+    and before the journal was removed): its shards must not be committed twice."""
+    try:
+        entries = store.history(main_uri, so)
+    except CurateError:
+        return False
+    return any((e["run"].get("journal") or {}).get("key") == key for e in entries[:20])
+
+
+def _stage_stats(labels: list[str], pipeline: Pipeline, totals: dict[str, Any], live: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-stage in/out/dropped from the data's exact counts (rows read, drops by stage and rule,
+    rows each Expand stage made and parents it expanded); worker seconds from the live stats."""
+    dropped = totals.get("dropped", {})
+    expanded = totals.get("expanded", {})
+    born = totals.get("born", {})
+    rows_in = int(totals.get("inputs", 0))
+    out = []
+    for label, stage in zip(["read", *labels], [None, *pipeline.stages]):
+        by_rule = dropped.get(label, {})
+        n_dropped = sum(by_rule.values())
+        entry: dict[str, Any] = {"stage": label, "in": rows_in, "dropped": n_dropped, "dropped_by_rule": by_rule}
+        rows_out = rows_in - n_dropped
+        if isinstance(stage, Expand):
+            entry["expanded"] = int(expanded.get(label, 0))
+            entry["made"] = int(born.get(label, 0))
+            rows_out += entry["made"] - entry["expanded"]
+        entry["out"] = rows_out
+        entry["counters"] = live.get(label, {}).get("counters", {})
+        entry["seconds"] = round(live.get(label, {}).get("seconds", 0.0), 3)
+        out.append(entry)
+        rows_in = rows_out
+    kept = int(totals.get("kept", 0))
+    if rows_in != kept:
+        raise RuntimeError(f"row accounting mismatch: the stages' counts give {rows_in} rows, {kept} were written")
+    return out
+
+
+__all__ = ["run_pipeline", "RunResult", "validate_plan"]

@@ -1,38 +1,50 @@
-"""The stage interface.
+"""The stage interface: what a stage is, what it reads and writes, how it runs.
 
-A stage is a small typed class that transforms Arrow batches. It declares
+A stage is a small typed class over Arrow batches. It declares
 
 - ``name``: the type name used in pipeline YAML (``- normalize: {}``),
 - ``Params``: a pydantic model of its parameters (validated before Ray starts),
-- ``resources``: CPUs, GPUs and memory one worker of the stage needs,
-- ``batch_size``: rows per call,
-- ``stateful``: whether it holds state (a model) and so runs in an actor pool.
+- ``reads`` / ``writes``: the columns it reads and the columns it adds (the plan is checked
+  before Ray starts: a stage reading a column nothing produces is a config error), or
+  :meth:`Stage.input_columns` / :meth:`Stage.output_columns` when they depend on the params,
+- its default run settings: ``resources`` (CPUs, GPUs, memory per worker), ``batch_size``,
+  ``concurrency``, ``max_retries``, ``stateful`` (holds a model: runs in an actor pool).
+  A pipeline file overrides them per stage (``run: {gpus: 1, concurrency: 2}``), Python code
+  with :meth:`Stage.with_`.
 
-Stages never import Ray: :mod:`curate.pipelines.ray_adapter` maps them onto Ray Data.
+Stages never import Ray: :mod:`curate.pipelines.execution` maps them onto Ray Data.
 
-There are three kinds:
+There are four kinds:
 
 ``Stage``
-    ``process(batch) -> pa.Table | StageOutput``: transforms a batch (adds or rewrites columns)
-    and may drop rows by returning a :class:`StageOutput` with :class:`Drops`.
+    ``process(batch) -> pa.Table | StageOutput``: one row out per row in (adds or rewrites
+    columns); may drop rows by returning a :class:`StageOutput` with :class:`Drops`.
 ``Filter``
-    The common case, as in datatrove: implement ``keep(doc) -> bool | (False, reason)`` for one
-    document, or ``keep_batch(batch)`` vectorised. The framework records stats and every dropped
-    row with stage, rule and reason.
+    As in datatrove: implement ``keep(row) -> bool | (False, reason)`` for one row, or
+    ``keep_batch(batch)`` vectorised. The framework records stats and every dropped row.
+``Expand``
+    1 -> N rows (generators, chunkers): ``expand(row) -> Iterable[dict]``, its async form
+    ``aexpand`` (many requests in flight per actor, at most ``max_in_flight``) or the vectorised
+    ``expand_batch``. Children get ids, positions and a ``parent_id`` derived from the parent.
+    An Expand stage that implements ``source_rows()`` can start a pipeline with no ``input``.
 ``GlobalStage``
-    Needs the whole dataset (deduplication): ``keys`` emits hash keys per row, rows sharing a
-    bucket of keys meet in ``reduce``, ``resolve`` decides which rows to drop. The adapter runs
-    these distributed (hash-partitioned shuffle of the small key rows, never of the text).
+    Needs the whole dataset (deduplication): ``keys`` -> hash-partitioned ``reduce`` ->
+    ``resolve`` on the driver, in one or more rounds (see the class).
 
-Every row carries the internal column ``_curate_pos`` (int64): a position unique in the run
-and stable across runs (input file index and byte offset or row number), used as the
-deterministic order ("first occurrence") and as the join key for global stages.
+Rows carry internal columns (removed before writing): ``_curate_pos`` (int64, unique in the run
+and stable across runs: the deterministic order and the join key of global stages),
+``_curate_task`` (the read task a row comes from), ``_curate_w`` (its share of an input row, for
+the resume journal's exact accounting), ``_curate_born`` (the Expand stage that made it) and the
+``_drop_*`` marks of dropped rows, which stay in the stream so every removal is counted from the
+data (an expanded parent leaves a small marker row, so Expand stages are counted exactly too). Stages see the row's own columns plus
+``_curate_pos``; the engine keeps the rest.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
@@ -42,12 +54,24 @@ from pydantic import BaseModel, ConfigDict
 
 #: internal columns carried along the stream, removed before writing
 POS = "_curate_pos"
+TASK = "_curate_task"
+WEIGHT = "_curate_w"
+#: the Expand stage that created a row (null for input rows)
+BORN = "_curate_born"
+#: drop rule of the marker an expanded parent leaves in the stream (counted, never written)
+EXPANDED = "_expanded"
 DROP_STAGE = "_drop_stage"
 DROP_RULE = "_drop_rule"
 DROP_REASON = "_drop_reason"
 DUPLICATE_OF = "_duplicate_of"
 DROP_COLUMNS = (DROP_STAGE, DROP_RULE, DROP_REASON, DUPLICATE_OF)
-INTERNAL_COLUMNS = (POS, *DROP_COLUMNS)
+#: what the engine keeps aside while a stage runs (the stage sees POS)
+ENGINE_COLUMNS = (TASK, WEIGHT, BORN, *DROP_COLUMNS)
+INTERNAL_COLUMNS = (POS, *ENGINE_COLUMNS)
+#: the column children of an Expand stage name their parent in
+PARENT_ID = "parent_id"
+#: one input row's weight; children split their parent's weight exactly (integers)
+ROW_WEIGHT = 1 << 32
 
 
 class Params(BaseModel):
@@ -63,6 +87,22 @@ class Resources:
     cpus: float = 1.0
     gpus: float = 0.0
     memory: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """How a stage runs: its class defaults, overridden per pipeline (YAML ``run:``) or ``with_()``.
+
+    ``concurrency``: actors in the pool of a stateful stage (default: as many as the cluster's
+    CPUs, or GPUs for a GPU stage, allow), or the most tasks at once of a stateless one (default:
+    no limit). ``max_retries``: retries of a task or actor lost to a system failure (a worker
+    crash); an exception raised by the stage itself fails the run.
+    """
+
+    batch_size: int
+    resources: Resources
+    concurrency: int | None = None
+    max_retries: int = 3
 
 
 @dataclasses.dataclass
@@ -88,6 +128,17 @@ class StageOutput:
     counters: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
+class DropRow(Exception):
+    """Raised by ``keep``/``expand``/``aexpand`` for one row: the row is dropped with this rule and
+    reason (recorded in the dropped-rows table) instead of failing the run. E.g. a generation
+    request that failed after its retries."""
+
+    def __init__(self, rule: str, reason: str | None = None) -> None:
+        super().__init__(rule, reason)
+        self.rule = rule
+        self.reason = reason
+
+
 P = TypeVar("P", bound=Params)
 
 
@@ -98,12 +149,72 @@ class Stage(Generic[P]):
     Params: ClassVar[type[Params]] = Params
     resources: ClassVar[Resources] = Resources()
     batch_size: ClassVar[int] = 4096
+    concurrency: ClassVar[int | None] = None
+    max_retries: ClassVar[int] = 3
     stateful: ClassVar[bool] = False
-    #: columns this stage reads; the reader checks they exist where it can
-    requires: ClassVar[tuple[str, ...]] = ("text",)
+    #: columns this stage reads (checked against what the input and earlier stages produce)
+    reads: ClassVar[tuple[str, ...]] = ("text",)
+    #: columns this stage adds
+    writes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: P) -> None:
         self.params = params
+        self._overrides: dict[str, Any] = {}
+
+    # -- declarations -------------------------------------------------------------------------
+
+    def input_columns(self) -> tuple[str, ...]:
+        """Columns read; override when they depend on the params (``field: ...``)."""
+        return self.reads
+
+    def output_columns(self) -> tuple[str, ...]:
+        """Columns added; override when they depend on the params."""
+        return self.writes
+
+    def check(self, base_dir: Path) -> None:
+        """Validate what the params point at (files, models) before Ray starts; raise ConfigError.
+        ``base_dir`` is the pipeline file's folder (relative paths are resolved against it)."""
+
+    def with_(
+        self,
+        *,
+        batch_size: int | None = None,
+        cpus: float | None = None,
+        gpus: float | None = None,
+        memory: int | None = None,
+        concurrency: int | None = None,
+        max_retries: int | None = None,
+    ) -> "Stage[P]":
+        """A copy of this stage with run settings overridden (``None`` keeps the default)."""
+        import copy
+
+        clone = copy.copy(self)
+        clone._overrides = {**self._overrides}
+        for key, value in (
+            ("batch_size", batch_size), ("cpus", cpus), ("gpus", gpus), ("memory", memory),
+            ("concurrency", concurrency), ("max_retries", max_retries),
+        ):
+            if value is not None:
+                clone._overrides[key] = value
+        return clone
+
+    @property
+    def settings(self) -> RunSettings:
+        """The effective run settings: class defaults with this instance's overrides."""
+        o = self._overrides
+        res = self.resources
+        return RunSettings(
+            batch_size=int(o.get("batch_size", self.batch_size)),
+            resources=Resources(
+                cpus=float(o.get("cpus", res.cpus)),
+                gpus=float(o.get("gpus", res.gpus)),
+                memory=o.get("memory", res.memory),
+            ),
+            concurrency=o.get("concurrency", self.concurrency),
+            max_retries=int(o.get("max_retries", self.max_retries)),
+        )
+
+    # -- running -------------------------------------------------------------------------------
 
     def setup(self) -> None:
         """Load models or build lookup tables. Called once per worker before the first batch."""
@@ -124,7 +235,7 @@ class Filter(Stage[P]):
 
     Implement one of:
 
-    - ``keep(doc)``: ``doc`` is a dict of the row; return ``True`` to keep, ``False`` or
+    - ``keep(row)``: ``row`` is a dict of the row; return ``True`` to keep, ``False`` or
       ``(False, "reason")`` to drop. Simple and slow (a Python call per row).
     - ``keep_batch(batch)``: return a boolean keep mask (NumPy/Arrow), ``(mask, reasons)`` with
       one reason per row, or ``(mask, rules, reasons)`` with a rule name per row too.
@@ -136,7 +247,7 @@ class Filter(Stage[P]):
 
     rule: ClassVar[str] = ""
 
-    def keep(self, doc: dict[str, Any]) -> bool | tuple[bool, str]:
+    def keep(self, row: dict[str, Any]) -> bool | tuple[bool, str]:
         raise NotImplementedError
 
     def keep_batch(self, batch: pa.Table) -> Any:
@@ -144,8 +255,15 @@ class Filter(Stage[P]):
         reasons: list[str | None] = [None] * batch.num_rows
         rules: list[str | None] = [None] * batch.num_rows
         default = self.rule or self.name
-        for i, doc in enumerate(batch.to_pylist()):
-            verdict = self.keep(doc)
+        for i, row in enumerate(batch.to_pylist()):
+            try:
+                verdict = self.keep(row)
+            except DropRow as drop:
+                keeps[i] = False
+                rules[i], reasons[i] = drop.rule, drop.reason
+                continue
+            except Exception as exc:
+                raise RowError(row.get("id"), exc) from exc
             if isinstance(verdict, tuple):
                 keeps[i] = bool(verdict[0])
                 if not verdict[0]:
@@ -170,10 +288,136 @@ class Filter(Stage[P]):
         return StageOutput(batch, Drops(mask=~keep, rule=rules, reason=reasons))
 
 
+@dataclasses.dataclass
+class ExpandOutput:
+    """The vectorised result of an Expand stage for one batch of parents.
+
+    ``children``: the new rows (any columns; parent columns they lack are inherited).
+    ``parent_index``: for each child, the index of its parent in the batch (non-decreasing).
+    ``drops``: parents dropped instead of expanded (their rule and reason are recorded).
+    A parent with no children and no drop is recorded as dropped with rule ``no_output``.
+    """
+
+    children: pa.Table
+    parent_index: np.ndarray
+    drops: Drops | None = None
+    counters: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+class Expand(Stage[P]):
+    """A stage that turns each row into zero or more new rows (1 -> N).
+
+    Implement one of:
+
+    - ``expand(row) -> Iterable[dict]``: the children of one row (a dict of its columns).
+    - ``async aexpand(row) -> list[dict]``: the same as a coroutine; the engine runs up to
+      ``max_in_flight`` rows of a batch at once (HTTP engines: many requests in flight per
+      actor). Set ``stateful = True`` so clients live as long as the actor.
+    - ``expand_batch(batch) -> ExpandOutput``: vectorised.
+
+    Children inherit the parent's columns they do not set. The engine gives child ``k`` of a
+    parent the id ``"<parent id>/<k>"``, a ``parent_id`` column and a position derived from the
+    parent's: stable across runs, workers and batch sizes. Raising :class:`DropRow` drops the
+    parent with that rule and reason; a parent with no children is recorded as dropped
+    (rule ``no_output``), so every input row is accounted for.
+
+    A pipeline without ``input`` starts from its first stage's ``source_rows()``: e.g. a grid of
+    seeds (topics x formats x audiences), split into tasks of ``source_rows_per_task`` rows.
+    """
+
+    max_in_flight: ClassVar[int] = 16
+    source_rows_per_task: ClassVar[int] = 64
+
+    def expand(self, row: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        raise NotImplementedError
+
+    async def aexpand(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def is_async(self) -> bool:
+        return type(self).aexpand is not Expand.aexpand
+
+    def source_rows(self) -> Iterable[dict[str, Any]] | None:
+        """Rows that start a pipeline with no ``input`` (``None``: this stage needs an input)."""
+        return None
+
+    def expand_batch(self, batch: pa.Table) -> ExpandOutput:
+        rows = batch.to_pylist()
+        if self.is_async():
+            results = _run_async_rows(self, rows)
+        else:
+            results = [_expand_one(self, row) for row in rows]
+        children: list[dict[str, Any]] = []
+        parent_index: list[int] = []
+        mask = np.zeros(len(rows), dtype=bool)
+        rules: list[str | None] = [None] * len(rows)
+        reasons: list[str | None] = [None] * len(rows)
+        for i, result in enumerate(results):
+            if isinstance(result, DropRow):
+                mask[i] = True
+                rules[i], reasons[i] = result.rule, result.reason
+                continue
+            for child in result:
+                children.append(child)
+                parent_index.append(i)
+        table = pa.Table.from_pylist(children) if children else pa.table({})
+        drops = Drops(mask=mask, rule=rules, reason=reasons) if mask.any() else None
+        return ExpandOutput(table, np.asarray(parent_index, dtype=np.int64), drops)
+
+    def process(self, batch: pa.Table) -> pa.Table:  # pragma: no cover - not called for Expand
+        raise TypeError(f"{type(self).__name__} is an Expand stage: the engine calls expand_batch")
+
+
+def _expand_one(stage: Expand[Any], row: dict[str, Any]) -> list[dict[str, Any]] | DropRow:
+    try:
+        return [dict(c) for c in stage.expand(row)]
+    except DropRow as drop:
+        return drop
+    except Exception as exc:
+        raise RowError(row.get("id"), exc) from exc
+
+
+def _run_async_rows(stage: Expand[Any], rows: list[dict[str, Any]]) -> list[list[dict[str, Any]] | DropRow]:
+    import asyncio
+
+    async def one(sem: asyncio.Semaphore, row: dict[str, Any]) -> list[dict[str, Any]] | DropRow:
+        async with sem:
+            try:
+                return [dict(c) for c in await stage.aexpand(row)]
+            except DropRow as drop:
+                return drop
+            except Exception as exc:
+                raise RowError(row.get("id"), exc) from exc
+
+    async def all_rows() -> list[list[dict[str, Any]] | DropRow]:
+        sem = asyncio.Semaphore(max(1, stage.max_in_flight))
+        return list(await asyncio.gather(*(one(sem, r) for r in rows)))
+
+    # one event loop per worker, kept across batches: clients created in it stay usable
+    loop = getattr(stage, "_curate_loop", None)
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        stage._curate_loop = loop  # type: ignore[attr-defined]
+    return loop.run_until_complete(all_rows())
+
+
+class RowError(Exception):
+    """A stage raised on one row: carries the row's id to the error the user sees."""
+
+    def __init__(self, row_id: Any, cause: BaseException | str) -> None:
+        text = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
+        super().__init__(row_id, text)
+        self.row_id = row_id
+        self.cause_text = text
+
+    def __str__(self) -> str:
+        return f"row {self.row_id!r}: {self.cause_text}"
+
+
 class GlobalStage(Stage[P]):
     """A stage that must see the whole dataset, such as deduplication.
 
-    The adapter runs it in three steps:
+    The engine runs it in rounds of three steps over the materialised upstream data:
 
     1. ``keys(batch) -> pa.Table``: for each live row, zero or more key rows. Must contain a
        ``key`` column (uint64) and ``POS``; any other payload columns may be added. Key rows are
@@ -181,9 +425,37 @@ class GlobalStage(Stage[P]):
     2. ``reduce(rows) -> pa.Table``: called on hash partitions of the key rows; every key row with
        the same ``key`` is in the same call (a call usually holds many keys). Returns anything
        ``resolve`` understands, typically candidate edges.
-    3. ``resolve(reduced) -> pa.Table``: all of ``reduce``'s output at once; returns the rows to
-       drop as columns ``POS`` (int64), ``rule``, ``reason``, ``duplicate_of`` (strings).
+    3. ``resolve(reduced) -> pa.Table``: all of ``reduce``'s output at once, on the driver. In the
+       last round it returns the rows to drop (:data:`DROP_RESULT_SCHEMA`).
+
+    Before the first round the engine sets ``buckets`` (partitions: a key row goes to partition
+    ``key & (buckets - 1)``, chosen by :meth:`num_buckets` from the data size), ``output_uri``,
+    ``storage_options`` and ``run_id`` (for side outputs such as an index saved beside the
+    dataset). Multi-round stages set ``rounds`` > 1: ``round`` is the current round (0-based) and
+    ``context`` the previous round's ``resolve`` output; ``rounds`` is read again after every
+    ``resolve``, so a stage may stop early by lowering it. ``extra_inputs()`` names Parquet files
+    whose rows ``extra_keys`` maps into more key rows of a round (e.g. an index saved earlier).
     """
+
+    rounds: int = 1
+    round: int = 0
+    context: pa.Table | None = None
+    buckets: int = 8
+    output_uri: str = ""
+    storage_options: dict[str, str] = {}  # noqa: RUF012 - replaced per instance by the engine
+    run_id: str = ""
+
+    def num_buckets(self, rows: int, nbytes: int, cpus: float) -> int:
+        """Hash partitions for the key shuffle: a power of two, growing with the data (about
+        one per 250k rows) and at least four per CPU, so a partition's key rows stay small."""
+        want = max(cpus * 4, rows / 250_000, 8)
+        return 1 << int(np.ceil(np.log2(want)))
+
+    def extra_inputs(self) -> list[str]:
+        return []
+
+    def extra_keys(self, table: pa.Table) -> pa.Table:
+        raise NotImplementedError(f"{type(self).__name__} has extra_inputs but no extra_keys")
 
     def keys(self, batch: pa.Table) -> pa.Table:
         raise NotImplementedError
@@ -195,7 +467,18 @@ class GlobalStage(Stage[P]):
         raise NotImplementedError
 
     def process(self, batch: pa.Table) -> pa.Table:  # pragma: no cover - not called for global stages
-        raise TypeError(f"{type(self).__name__} is a GlobalStage: the adapter calls keys/reduce/resolve")
+        raise TypeError(f"{type(self).__name__} is a GlobalStage: the engine calls keys/reduce/resolve")
+
+
+def stage_kind(stage: Stage[Any] | type[Stage[Any]]) -> str:
+    cls = stage if isinstance(stage, type) else type(stage)
+    if issubclass(cls, GlobalStage):
+        return "global"
+    if issubclass(cls, Expand):
+        return "expand"
+    if issubclass(cls, Filter):
+        return "filter"
+    return "map"
 
 
 def _as_bool_array(mask: Any, n: int) -> np.ndarray:

@@ -9,7 +9,7 @@ from helpers import ROOT
 from pydantic import BaseModel
 
 from curate.pipelines.config import InputConfig, OutputConfig, PipelineConfig, RayConfig, RunConfig
-from curate.pipelines.ray_adapter import run_stage_on_batch
+from curate.pipelines.execution.apply import run_on_table
 from curate.pipelines.stage import DROP_COLUMNS, DROP_RULE, POS
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -70,5 +70,5 @@ def test_readme_stage_example_runs() -> None:
             **{c: pa.nulls(n, pa.string()) for c in DROP_COLUMNS},
         }
     )
-    out = run_stage_on_batch(stage, "not_mostly_code", batch)
+    out = run_on_table(stage, batch)
     assert out.column(DROP_RULE).to_pylist() == [None, "code_fraction 0.67"]

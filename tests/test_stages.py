@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from curate.pipelines.ray_adapter import run_stage_on_batch
+from curate.pipelines.execution.apply import run_on_table
 from curate.pipelines.stage import DROP_COLUMNS, DROP_REASON, DROP_RULE, DROP_STAGE, POS
 from curate.pipelines.stages.exact_dedup import ExactDedup, ExactDedupParams
 from curate.pipelines.stages.length_filter import LengthFilter, LengthFilterParams
@@ -39,7 +39,7 @@ def test_normalize() -> None:
 
 def test_length_filter_rules_and_reasons() -> None:
     stage = LengthFilter(LengthFilterParams(min_chars=5, max_chars=20, min_words=2))
-    out = run_stage_on_batch(stage, "length_filter", batch(["tiny", "two words", "x" * 30, "oneword", "fine doc here"]))
+    out = run_on_table(stage, batch(["tiny", "two words", "x" * 30, "oneword", "fine doc here"]))
     assert out.column(DROP_RULE).to_pylist() == ["too_short", None, "too_long", "too_few_words", None]
     assert out.column(DROP_REASON).to_pylist()[0] == "4 chars < min_chars 5"
     assert out.column(DROP_STAGE).to_pylist() == ["length_filter", None, "length_filter", "length_filter", None]
@@ -47,8 +47,8 @@ def test_length_filter_rules_and_reasons() -> None:
 
 def test_rows_already_dropped_are_not_reprocessed() -> None:
     b = batch(["tiny", "long enough text"])
-    first = run_stage_on_batch(LengthFilter(LengthFilterParams(min_chars=5)), "lf", b)
-    second = run_stage_on_batch(Normalize(NormalizeParams(form="NFKC")), "normalize", first)
+    first = run_on_table(LengthFilter(LengthFilterParams(min_chars=5)), b, "lf")
+    second = run_on_table(Normalize(NormalizeParams(form="NFKC")), first)
     rows = {r["id"]: r for r in second.to_pylist()}
     assert rows["d0"][DROP_STAGE] == "lf" and rows["d1"][DROP_STAGE] is None
 

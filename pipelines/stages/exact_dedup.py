@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from ...filters.minhash_core import hash_texts
+from .._textops import hash_column
 from ..stage import DROP_RESULT_SCHEMA, POS, GlobalStage, Params
 
 
@@ -30,13 +30,16 @@ class ExactDedup(GlobalStage[ExactDedupParams]):
     Params = ExactDedupParams
     batch_size = 16384
 
+    def input_columns(self) -> tuple[str, ...]:
+        return (self.params.field,)
+
     def keys(self, batch: pa.Table) -> pa.Table:
         values = batch.column(self.params.field)
         if self.params.lowercase:
             values = pc.utf8_lower(values)
         # two independent 64-bit xxh3 hashes (native, straight from the Arrow buffers): 128 bits
-        hi = hash_texts(values, seed=0)
-        lo = hash_texts(values, seed=0x9E3779B97F4A7C15)
+        hi = hash_column(values, seed=0)
+        lo = hash_column(values, seed=0x9E3779B97F4A7C15)
         return pa.table({"key": hi, "key2": lo, POS: batch.column(POS), "id": batch.column("id")})
 
     def reduce(self, rows: pa.Table) -> pa.Table:

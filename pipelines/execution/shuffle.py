@@ -1,0 +1,128 @@
+"""Global stages: keys -> hash partitions of the small key rows -> ``reduce`` -> ``resolve``.
+
+Runs over the materialised upstream data as plain Ray tasks: one split task per block (its key
+rows, cut into ``buckets`` partitions), one reduce task per partition; ``resolve`` on the
+driver. Several rounds when the stage asks for them (``GlobalStage.rounds``). Measured 1.5-2x
+faster than Ray Data's sort-based ``groupby().map_groups()`` on 100k documents (bench/minhash.md).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..stage import GlobalStage
+from .apply import ensure_setup, is_live
+
+
+def _prepare(stage: GlobalStage[Any], context: pa.Table | None) -> None:
+    """Worker side: ``setup()`` once, and the previous round's ``resolve`` output as ``context``."""
+    ensure_setup(stage)
+    if context is not None:
+        stage.context = context
+
+
+def split_block(
+    stage: GlobalStage[Any], label: str, buckets: int, stats: Any, context: pa.Table | None, extra: bool, block: pa.Table
+) -> list[pa.Table]:
+    """Task: key rows of one block (in ``batch_size`` slices), cut into ``buckets`` partitions."""
+    _prepare(stage, context)
+    t0 = time.perf_counter()
+    if not extra:
+        block = block.filter(is_live(block))
+    parts: list[list[pa.Table]] = [[] for _ in range(buckets)]
+    step = max(1, stage.settings.batch_size)
+    for start in range(0, block.num_rows, step):
+        piece = block.slice(start, step)
+        keys = stage.extra_keys(piece) if extra else stage.keys(piece)
+        if keys.num_rows == 0:
+            continue
+        bucket = (keys.column("key").to_numpy() & np.uint64(buckets - 1)).astype(np.int64)
+        order = np.argsort(bucket, kind="stable")
+        counts = np.bincount(bucket, minlength=buckets)
+        keys = keys.take(pa.array(order))
+        offset = 0
+        for i, c in enumerate(counts.tolist()):
+            if c:
+                parts[i].append(keys.slice(offset, c))
+            offset += c
+    if stats is not None:
+        stats.add.remote(label, 0, 0, time.perf_counter() - t0, {})
+    return [pa.concat_tables(p) if p else pa.table({}) for p in parts]
+
+
+def reduce_parts(stage: GlobalStage[Any], label: str, stats: Any, context: pa.Table | None, *parts: pa.Table) -> pa.Table:
+    """Task: every key row of one partition (so all rows of each of its keys) -> ``reduce``."""
+    rows = [p for p in parts if p.num_columns and p.num_rows]
+    if not rows:
+        return pa.table({})
+    _prepare(stage, context)
+    t0 = time.perf_counter()
+    out = stage.reduce(pa.concat_tables(rows, promote_options="default"))
+    if stats is not None:
+        stats.add.remote(label, 0, 0, time.perf_counter() - t0, {})
+    return out
+
+
+def run_global(
+    stage: GlobalStage[Any],
+    label: str,
+    ds: Any,
+    *,
+    cpus: float,
+    remote: dict[str, Any],
+    stats: Any,
+    output_uri: str,
+    storage_options: dict[str, str],
+    run_id: str,
+    log: Callable[[str], None] = lambda _m: None,
+) -> pa.Table:
+    """Run a global stage on the materialised ``ds``; returns the last ``resolve``'s drops."""
+    import ray
+    import ray.data
+
+    rows = ds.count()
+    nbytes = int(ds.size_bytes() or 0)
+    buckets = int(stage.num_buckets(rows, nbytes, cpus))
+    if buckets < 1 or buckets & (buckets - 1):
+        raise ValueError(f"{label}: num_buckets must return a power of two, got {buckets}")
+    stage.buckets = buckets
+    stage.output_uri = output_uri
+    stage.storage_options = dict(storage_options)
+    stage.run_id = run_id
+    log(f"{label}: {rows} rows, {nbytes} bytes -> {buckets} partitions")
+    opts = {k: v for k, v in remote.items() if k in ("num_cpus", "num_gpus", "memory")}
+    split = ray.remote(split_block).options(num_returns=buckets, **opts)
+    reduce = ray.remote(reduce_parts).options(**opts)
+    context_ref: Any = None
+    rnd = 0
+    while True:
+        t0 = time.perf_counter()
+        stage.round = rnd
+        stats.phase.remote(label, "keys" if rnd == 0 else f"keys {rnd + 1}")
+        stage_ref = ray.put(stage)
+        blocks = [(False, ref) for ref in ds.to_arrow_refs()]
+        extra = stage.extra_inputs()
+        if extra:
+            blocks += [(True, ref) for ref in ray.data.read_parquet(extra).to_arrow_refs()]
+        splits = [split.remote(stage_ref, label, buckets, stats, context_ref, is_extra, ref) for is_extra, ref in blocks]
+        if buckets == 1:
+            splits = [[s] for s in splits]
+        reduced = [reduce.remote(stage_ref, label, stats, context_ref, *[s[i] for s in splits]) for i in range(buckets)]
+        parts = [t for t in ray.get(reduced) if t.num_columns]
+        stats.phase.remote(label, "resolve")
+        reduced_table = pa.concat_tables(parts) if parts else pa.table({})
+        t1 = time.perf_counter()
+        result = stage.resolve(reduced_table)
+        log(
+            f"{label} round {rnd + 1}: keys+shuffle+reduce {t1 - t0:.2f}s ({reduced_table.num_rows} rows reduced), "
+            f"resolve {time.perf_counter() - t1:.2f}s"
+        )
+        rnd += 1
+        if rnd >= int(stage.rounds):
+            return result
+        context_ref = ray.put(result)
