@@ -194,7 +194,8 @@ def commit(
             if _landed(uri, target, commit_id, [a.path for a in actions[:1]], storage_options):
                 return target
             other = latest
-        time.sleep(min(1.0, random.uniform(0.01, 0.05) * (attempt + 1)))
+            if attempt + 1 < max_attempts:
+                time.sleep(min(1.0, random.uniform(0.01, 0.05) * (attempt + 1)))  # let the other writer finish
     raise _concurrent(uri, other, f"{max_attempts} attempts")
 
 
@@ -231,11 +232,6 @@ def _target_schema(current: pa.Schema, new: pa.Schema, mode: str, has_files: boo
     return current
 
 
-def _merge_schema(current: pa.Schema, new: pa.Schema, mode: str) -> pa.Schema:
-    """Kept for callers of the old name: the schema a commit of ``new`` rows gives the table."""
-    return _target_schema(current, new, mode, True)
-
-
 def commit_info(uri: str, version: int, storage_options: dict[str, str] | None = None) -> dict[str, Any] | None:
     """The ``commitInfo`` of exactly ``version``, read from its log entry (None if there is none).
 
@@ -258,7 +254,7 @@ def _landed(uri: str, version: int, commit_id: str, some_paths: list[str], stora
     """Whether ``version`` is the commit with ``commit_id`` (one of whose added paths is given)."""
     try:
         info = commit_info(uri, version, storage_options)
-        return bool(info) and info.get(COMMIT_ID_METADATA) == commit_id
+        return info is not None and info.get(COMMIT_ID_METADATA) == commit_id
     except Exception:
         pass  # the log entry cannot be read directly: look for this commit's files in that version
     if not some_paths:
