@@ -6,10 +6,10 @@ and xxh3-64 of ``" ".join(tokens[i:i+n]).encode()``, the definition the shared g
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import sys
-import threading
-import time
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from curate import _native
+from gil_probe import assert_releases_gil
 
 WORD = re.compile(r"\w+")
 MAX32 = 0xFFFF_FFFF
@@ -259,28 +260,109 @@ def test_connected_components_raw() -> None:
 
 
 def test_gil_is_released() -> None:
-    """While a long minhash batch runs in another thread, this thread keeps running Python."""
+    """While a long minhash batch runs, another Python thread keeps running (see gil_probe)."""
     text = " ".join(f"w{i}" for i in range(2_000))
-    arr = pa.array([text] * 10_000)
-    o, d = bufs(arr)
-    done = threading.Event()
+    o, d = bufs(pa.array([text] * 6_000))
+    assert_releases_gil(lambda: _native.minhash(o, d, num_threads=1))
 
-    def work() -> None:
-        _native.minhash(o, d, num_threads=1)
-        done.set()
 
-    t0 = time.perf_counter()
-    th = threading.Thread(target=work)
-    th.start()
-    ticks = 0
-    while not done.is_set():
-        ticks += 1
-        time.sleep(0.001)
-    th.join()
-    elapsed = time.perf_counter() - t0
-    assert elapsed > 0.05, "batch too small to observe"
-    # With the GIL held for the whole batch this loop could not tick at all meanwhile.
-    assert ticks >= 20, (ticks, elapsed)
+def test_gil_probe_sees_a_native_call_that_holds_the_gil() -> None:
+    """The probe itself: `tokenize` keeps the GIL, and the probe says so."""
+    text = " ".join(["word"] * 2_000_000)
+    with pytest.raises(AssertionError, match="holds the GIL"):
+        assert_releases_gil(lambda: _native.tokenize(text))
+
+
+THREAD_VARS = ("CURATE_NUM_THREADS", "RAYON_NUM_THREADS", "OMP_NUM_THREADS")
+
+
+def run_native(code: str, **env: str) -> str:
+    """Run `code` in a fresh interpreter with only the thread variables in `env` set."""
+    full = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
+    res = subprocess.run([sys.executable, "-c", code], env={**full, **env}, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip()
+
+
+def test_default_thread_count_follows_the_environment() -> None:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    code = "from curate import _native; print(_native.effective_threads(), _native.effective_threads(3))"
+    assert run_native(code) == f"{cpus} 3"
+    # Ray sets OMP_NUM_THREADS to the worker's CPUs: a 1-CPU task computes on one thread
+    assert run_native(code, OMP_NUM_THREADS="1") == "1 3"
+    assert run_native(code, OMP_NUM_THREADS="2,1") == "2 3"
+    assert run_native(code, OMP_NUM_THREADS="1", RAYON_NUM_THREADS="4") == "4 3"
+    assert run_native(code, OMP_NUM_THREADS="1", RAYON_NUM_THREADS="4", CURATE_NUM_THREADS="2") == "2 3"
+    assert run_native(code, OMP_NUM_THREADS="0", CURATE_NUM_THREADS="lots") == f"{cpus} 3"
+
+
+def test_default_thread_count_is_read_at_each_call() -> None:
+    """Ray sets OMP_NUM_THREADS per task in a reused worker process: each call reads it anew."""
+    code = """
+import os
+from curate import _native
+os.environ["OMP_NUM_THREADS"] = "1"
+a = _native.effective_threads()
+os.environ["OMP_NUM_THREADS"] = "2"
+b = _native.effective_threads()
+print(a, b, _native.thread_pools())
+"""
+    assert run_native(code) == "1 2 [1, 2]"
+
+
+ONE_THREAD = """
+import os
+import numpy as np
+import pyarrow as pa
+from curate import _native
+
+def threads():
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                out[int(tid)] = f.read().strip()
+        except FileNotFoundError:
+            pass
+    return out
+
+arr = pa.array([f"doc {i} " + "some words here " * (i % 50) for i in range(20_000)])
+o, d = arr.buffers()[1], arr.buffers()[2]
+idx = np.arange(1000, dtype="<u8")
+before = threads()
+sigs = _native.minhash(o, d, num_perm=64)
+first = threads()
+for _ in range(20):
+    _native.minhash(o, d, num_perm=64)
+    _native.hash_texts(o, d)
+    _native.normalize_texts(o, d)
+    _native.lsh_bands(sigs, len(arr), 64, 16, 4)
+    _native.jaccard_estimate(sigs, len(arr), 64, idx, idx[::-1].copy())
+    _native.text_jaccard_pairs(o, d, idx, idx[::-1].copy())
+    _native.connected_components(idx, idx[::-1].copy())
+after = threads()
+new = {t: n for t, n in after.items() if t not in before}
+print(sorted(new.values()), first == after, _native.thread_pools(), _native.effective_threads())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the thread names in /proc")
+def test_one_cpu_worker_computes_on_one_cached_thread() -> None:
+    """With OMP_NUM_THREADS=1 (a 1-CPU Ray worker) every batch call runs on one pool thread,
+    built once: after 140 calls the process has exactly one new thread, the same one the first
+    call started (rayon's global pool, one thread per core, is never started)."""
+    out = run_native(ONE_THREAD, OMP_NUM_THREADS="1")
+    assert out == "['curate1-0'] True [1] 1", out
+
+
+def test_explicit_thread_counts_reuse_their_pools() -> None:
+    o, d = bufs(pa.array(["some text to hash " * 20] * 2_000))
+    for _ in range(5):
+        _native.minhash(o, d, num_threads=2)
+        _native.minhash(o, d, num_threads=3)
+    pools = _native.thread_pools()
+    assert {2, 3} <= set(pools) and len(pools) == len(set(pools))
+    assert _native.effective_threads(2) == 2 and _native.effective_threads(3) == 3
 
 
 def test_kernel_and_unicode_version() -> None:

@@ -5,11 +5,16 @@
 //! zero-copy, validates arguments, releases the GIL around the batch work and maps errors to
 //! Python exceptions (ValueError for bad input, MemoryError for failed allocations). Nothing here
 //! unwraps input-derived values, so bad input raises instead of panicking.
+//!
+//! Parallel work runs on the cached pools of [`pool`], sized by the call's `num_threads` or, by
+//! default, by the CPUs Ray gave the worker (`OMP_NUM_THREADS`; see [`pool`] for the whole rule),
+//! never on rayon's global pool.
 
 pub mod arrow;
 pub mod error;
 pub mod minhash;
 pub mod normalize;
+pub mod pool;
 pub mod text;
 mod unicode_tables;
 pub mod unionfind;
@@ -108,16 +113,16 @@ fn out_len(parts: &[usize]) -> PyResult<usize> {
         .ok_or_else(|| PyMemoryError::new_err(format!("output size {parts:?} overflows")))
 }
 
-/// Run `f` on a dedicated pool of `threads` threads, or on rayon's global pool when 0.
+/// The pool size of a call: `num_threads` if > 0, else the default of [`pool::default_threads`]
+/// (read from the environment: call it with the GIL held, before detaching).
+fn pool_size(num_threads: i64) -> PyResult<usize> {
+    Ok(pool::resolve(count_arg("num_threads", num_threads)?))
+}
+
+/// Run `f` on the cached pool of `threads` threads (> 0, from [`pool_size`]).
 fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> PyResult<T> {
-    if threads == 0 {
-        return Ok(f());
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| PyRuntimeError::new_err(format!("cannot start {threads} threads: {e}")))?;
-    Ok(pool.install(f))
+    pool::install(threads, f)
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot start {threads} threads: {e}")))
 }
 
 fn u64s(buf: &[u8], name: &str) -> PyResult<Vec<u64>> {
@@ -151,8 +156,9 @@ fn hash_texts<'py>(
     let col =
         StringColumn::new(ov.as_slice(), dv.as_slice(), width(large_offsets)).map_err(to_py)?;
     let len = out_len(&[col.len(), 8])?;
+    let threads = pool_size(0)?;
     PyBytes::new_with(py, len, |out| {
-        py.detach(|| minhash::hash_column(&col, seed, out))
+        py.detach(|| in_pool(threads, || minhash::hash_column(&col, seed, out)))?
             .map_err(to_py)
     })
 }
@@ -183,7 +189,7 @@ fn py_minhash<'py>(
         seed,
     };
     params.validate().map_err(to_py)?;
-    let threads = count_arg("num_threads", num_threads)?;
+    let threads = pool_size(num_threads)?;
     let (ov, dv) = (
         ByteView::get(offsets, "offsets")?,
         ByteView::get(data, "data")?,
@@ -216,9 +222,14 @@ fn lsh_bands<'py>(
     let sigs = sv.as_slice();
     minhash::check_signatures(sigs, n_docs, num_perm).map_err(to_py)?;
     let len = out_len(&[n_docs, bands, 8])?;
+    let threads = pool_size(0)?;
     PyBytes::new_with(py, len, |out| {
-        py.detach(|| minhash::lsh_bands(sigs, n_docs, num_perm, bands, rows, out))
-            .map_err(to_py)
+        py.detach(|| {
+            in_pool(threads, || {
+                minhash::lsh_bands(sigs, n_docs, num_perm, bands, rows, out)
+            })
+        })?
+        .map_err(to_py)
     })
 }
 
@@ -250,9 +261,14 @@ fn jaccard_estimate<'py>(
     );
     let (sigs, ia, ib) = (sv.as_slice(), av.as_slice(), bv.as_slice());
     let len = out_len(&[ia.len() / iw, 4])?;
+    let threads = pool_size(0)?;
     PyBytes::new_with(py, len, |out| {
-        py.detach(|| minhash::jaccard_pairs(sigs, n_docs, num_perm, ia, ib, iw, out))
-            .map_err(to_py)
+        py.detach(|| {
+            in_pool(threads, || {
+                minhash::jaccard_pairs(sigs, n_docs, num_perm, ia, ib, iw, out)
+            })
+        })?
+        .map_err(to_py)
     })
 }
 
@@ -290,7 +306,7 @@ fn text_jaccard_pairs<'py>(
             "index_width must be 4 or 8, got {iw}"
         )));
     }
-    let threads = count_arg("num_threads", num_threads)?;
+    let threads = pool_size(num_threads)?;
     let (ov, dv) = (
         ByteView::get(offsets, "offsets")?,
         ByteView::get(data, "data")?,
@@ -324,9 +340,10 @@ fn connected_components<'py>(
 ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
     let (sv, dv) = (ByteView::get(src, "src")?, ByteView::get(dst, "dst")?);
     let (s, d) = (sv.as_slice(), dv.as_slice());
+    let threads = pool_size(0)?;
     let (nodes, roots) = py.detach(|| -> PyResult<_> {
         let (s, d) = (u64s(s, "src")?, u64s(d, "dst")?);
-        unionfind::connected_components(&s, &d).map_err(to_py)
+        in_pool(threads, || unionfind::connected_components(&s, &d))?.map_err(to_py)
     })?;
     let to_bytes = |v: &[u64]| -> PyResult<Bound<'py, PyBytes>> {
         PyBytes::new_with(py, out_len(&[v.len(), 8])?, |out| {
@@ -395,6 +412,22 @@ fn tokenize(text: &str, lowercase: bool) -> Vec<String> {
     n.tokens().map(str::to_owned).collect()
 }
 
+/// The number of threads a call with this `num_threads` computes on: `num_threads` if > 0,
+/// else the default read from the environment now (`CURATE_NUM_THREADS`, `RAYON_NUM_THREADS`,
+/// `OMP_NUM_THREADS`, then the CPUs available). Measured on the pool itself.
+#[pyfunction]
+#[pyo3(signature = (num_threads=0))]
+fn effective_threads(py: Python<'_>, num_threads: i64) -> PyResult<usize> {
+    let threads = pool_size(num_threads)?;
+    py.detach(|| in_pool(threads, rayon::current_num_threads))
+}
+
+/// The sizes of the thread pools this process has built (each is built once and kept).
+#[pyfunction]
+fn thread_pools() -> Vec<usize> {
+    pool::sizes()
+}
+
 /// Name of the MinHash kernel picked for this CPU ("avx512", "avx2" or "portable").
 #[pyfunction]
 fn minhash_kernel() -> &'static str {
@@ -419,6 +452,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(shingle_hashes, m)?)?;
     m.add_function(wrap_pyfunction!(tokenize, m)?)?;
     m.add_function(wrap_pyfunction!(minhash_kernel, m)?)?;
+    m.add_function(wrap_pyfunction!(effective_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(thread_pools, m)?)?;
     m.add_function(wrap_pyfunction!(normalize::py::normalize_texts, m)?)?;
     // pyo3 lists the module docstring in __all__; export only the public API.
     let public: Vec<String> = m

@@ -677,8 +677,9 @@ fn process_block(
     })
 }
 
-/// Normalise every value of `col` in parallel (on the current rayon pool). Null values (per
-/// `validity`) become empty and are neither read nor counted as changed.
+/// Normalise every value of `col` in parallel on the current rayon pool (the binding runs it on
+/// a pool of `crate::pool`). Null values (per `validity`) become empty and are neither read nor
+/// counted as changed.
 ///
 /// `data` must be `values_len(col)` bytes: the output is written there, starting at 0, unless it
 /// is longer (see `Written::spilled`). `offsets` must be `(col.len() + 1) * width` bytes (width 4
@@ -825,7 +826,7 @@ pub mod py {
 
     use super::{normalize_column, values_len, Form, NormalizeError, Options, Validity};
     use crate::arrow::StringColumn;
-    use crate::{count_arg, in_pool, to_py, width, ByteView};
+    use crate::{count_arg, in_pool, pool_size, to_py, width, ByteView};
 
     /// Normalise every value of an Arrow string array (the `normalize` stage). Returns
     /// `(offsets, data, data_len, changed)`: the new array's offsets (n + 1, from 0, of the
@@ -857,7 +858,7 @@ pub mod py {
             max_newlines: count_arg("max_newlines", max_newlines)?,
             strip,
         };
-        let threads = count_arg("num_threads", num_threads)?;
+        let threads = pool_size(num_threads)?;
         let voff = count_arg("validity_offset", validity_offset)?;
         let (ov, dv) = (
             ByteView::get(offsets, "offsets")?,
