@@ -105,12 +105,25 @@ def test_run_twice_makes_versions_readable_everywhere(tmp_path: Path) -> None:
 
 
 def test_dedup_is_the_same_with_one_file_per_batch_or_one_batch(tmp_path: Path) -> None:
-    texts = corpus(tmp_path)
-    write_pipeline(tmp_path / "pipeline.yaml", PIPELINE.format(batch=100000).replace("out/web", "out/big"))
-    res = run_cli("run", "pipeline.yaml", cwd=tmp_path)
-    assert res.returncode == 0, res.stderr
-    df = pl.read_delta(str(tmp_path / "out" / "big"))
-    assert df.height == 121 and len(texts) == 120
+    """Blocks of 7 rows (duplicates across blocks and files) and one block per file keep and drop
+    the same ids, each dropped one for the same reason and with the same kept original."""
+    corpus(tmp_path)
+    results = {}
+    for batch in (7, 100000):
+        name = f"out/b{batch}"
+        write_pipeline(tmp_path / "pipeline.yaml", PIPELINE.format(batch=batch).replace("out/web", name))
+        res = run_cli("run", "pipeline.yaml", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        kept = pl.read_delta(str(tmp_path / name)).sort("id")
+        dropped = pl.read_delta(str(tmp_path / name) + ".dropped").sort("id")
+        results[batch] = (
+            kept.select("id", "text").rows(),
+            dropped.select("id", "stage", "rule", "duplicate_of").rows(),
+        )
+    small, big = results[7], results[100000]
+    assert len(small[0]) == 121 and len(small[1]) == 13
+    assert small[0] == big[0]
+    assert small[1] == big[1]
 
 
 def test_bad_json_line_exits_3_and_writes_nothing(tmp_path: Path) -> None:
