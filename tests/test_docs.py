@@ -1,16 +1,23 @@
-"""The README matches the code: every config key is documented, the stage example runs."""
+"""The README matches the code: every config key is documented, the stage examples run, every stage
+class is registered as an entry point."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import pkgutil
 import re
+from importlib.metadata import entry_points
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from helpers import ROOT
 from pydantic import BaseModel
 
-from curate.pipelines.config import InputConfig, OutputConfig, PipelineConfig, RayConfig, RunConfig
+from curate.pipelines.config import InputConfig, OutputConfig, PipelineConfig, RayConfig, RunConfig, StageRunConfig
 from curate.pipelines.execution.apply import run_on_table
-from curate.pipelines.stage import DROP_COLUMNS, DROP_RULE, POS
+from curate.pipelines.stage import DROP_COLUMNS, DROP_RULE, PARENT_ID, POS, Stage
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -23,7 +30,7 @@ def _reference_block() -> str:
 def test_every_config_key_is_in_the_reference() -> None:
     block = _reference_block()
     documented = set(re.findall(r"^\s*([a-z_]+):", block, flags=re.M))
-    models: list[type[BaseModel]] = [PipelineConfig, InputConfig, OutputConfig, RayConfig, RunConfig]
+    models: list[type[BaseModel]] = [PipelineConfig, InputConfig, OutputConfig, RayConfig, RunConfig, StageRunConfig]
     for model in models:
         for key in model.model_fields:
             assert key in documented, f"{model.__name__}.{key} is missing from the README's pipeline reference"
@@ -54,11 +61,17 @@ def test_every_builtin_stage_is_documented() -> None:
         assert f"`{name}`" in docs, f"stage {name} is not documented in README.md or docs/"
 
 
-def test_readme_stage_example_runs() -> None:
-    section = README.split("### Writing a stage", 1)[1]
-    code = section.split("```python", 1)[1].split("```", 1)[0]
-    namespace: dict[str, object] = {}
+def _readme_code(heading: str, nth: int = 0) -> dict[str, Any]:
+    """Execute the ``nth`` Python block after ``heading`` in the README; returns its namespace."""
+    section = README.split(heading, 1)[1]
+    code = section.split("```python")[nth + 1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
     exec(compile(code, "README.md", "exec"), namespace)
+    return namespace
+
+
+def test_readme_stage_example_runs() -> None:
+    namespace = _readme_code("### Writing a stage")
     cls = namespace["NotMostlyCode"]
     stage = cls(cls.Params())  # type: ignore[operator]
     n = 2
@@ -72,3 +85,58 @@ def test_readme_stage_example_runs() -> None:
     )
     out = run_on_table(stage, batch)
     assert out.column(DROP_RULE).to_pylist() == [None, "code_fraction 0.67"]
+
+
+def test_readme_expand_example_runs() -> None:
+    cls = _readme_code("#### Expand: 1 -> N rows")["Chunk"]
+    stage = cls(cls.Params(max_chars=4))
+    out = run_on_table(stage, pa.table({"id": ["a", "b"], "text": ["abcdefghij", "  "], "source": ["x", "y"]}))
+    live = out.filter(pc.is_null(out.column("_drop_stage")))
+    assert live.column("id").to_pylist() == ["a/0", "a/1", "a/2"]
+    assert live.column(PARENT_ID).to_pylist() == ["a"] * 3
+    assert live.column("text").to_pylist() == ["abcd", "efgh", "ij"]
+    assert live.column("chunk_no").to_pylist() == [0, 1, 2]
+    assert live.column("source").to_pylist() == ["x"] * 3  # inherited from the parent
+    dropped = {r["id"]: r[DROP_RULE] for r in out.to_pylist() if r[DROP_RULE] not in (None, "_expanded")}
+    assert dropped == {"b": "empty_text"}
+
+
+def test_readme_generator_example_runs() -> None:
+    cls = _readme_code("#### Expand: 1 -> N rows", nth=1)["Grid"]
+    stage = cls(cls.Params(topics=["fractions", "photosynthesis"], samples=2))
+    seeds = list(stage.source_rows())
+    assert len(seeds) == 4 and seeds[0]["id"] == "fractions|children"
+    out = run_on_table(stage, pa.Table.from_pylist(seeds))
+    live = out.filter(pc.is_null(out.column("_drop_stage")))
+    assert live.num_rows == 8, "the README says the generator pipeline writes 8 rows"
+    assert "fractions|children/0" in live.column("id").to_pylist()
+
+
+STAGE_PACKAGES = ("curate.pipelines.stages", "curate.filters", "curate.synth", "curate.annotation")
+
+
+def test_every_stage_class_has_an_entry_point() -> None:
+    """A stage class (a Stage subclass with a ``name``) defined in a stage package is registered in
+    pyproject.toml's ``curate.stages`` entry points under that name, and every entry point of those
+    packages names such a class: a stage cannot be added (or removed) without its entry point."""
+    found: dict[str, str] = {}
+    for package_name in STAGE_PACKAGES:
+        package = importlib.import_module(package_name)
+        for info in pkgutil.iter_modules(package.__path__, package_name + "."):
+            if info.name.rsplit(".", 1)[1].startswith("_"):
+                continue
+            module = importlib.import_module(info.name)
+            for attr, obj in vars(module).items():
+                if inspect.isclass(obj) and issubclass(obj, Stage) and obj.__module__ == module.__name__ and obj.name:
+                    assert obj.name not in found, f"two stage classes are named {obj.name!r}: {found[obj.name]} and {info.name}:{attr}"
+                    found[obj.name] = f"{info.name}:{attr}"
+    registered = {
+        ep.name: ep.value for ep in entry_points(group="curate.stages") if ep.value.startswith(tuple(p + "." for p in STAGE_PACKAGES))
+    }
+    missing = {n: v for n, v in found.items() if registered.get(n) != v}
+    assert not missing, (
+        f"stage classes without a matching entry point: {missing}; add them to pyproject.toml's "
+        '[project.entry-points."curate.stages"] and reinstall (pip install -e .)'
+    )
+    stale = {n: v for n, v in registered.items() if found.get(n) != v}
+    assert not stale, f"curate.stages entry points that name no stage class of the stage packages: {stale}"
