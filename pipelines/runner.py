@@ -169,7 +169,43 @@ def _check_gpus(pipeline: Pipeline, labels: list[str], resources: dict[str, floa
 
 
 def _unwrap(exc: BaseException) -> BaseException:
-    """The user-facing error inside a Ray task failure, if there is one."""
+    """The user-facing error inside a Ray task failure, if there is one.
+
+    Ray Data wraps an exception raised in a task in ``UserCodeException``, which reaches the
+    driver pickled, without its ``__cause__``; the remote traceback text still names curate's
+    error, so it is rebuilt from there when the chain is cut."""
+    found = _follow(exc)
+    if isinstance(found, CurateError):
+        return found
+    import re
+
+    from . import errors
+
+    text = "\n".join(str(e) for e in _chain(exc))
+    matches = re.findall(r"curate\.pipelines\.errors\.(\w+Error): (.+)", text)
+    if matches:
+        name, message = matches[-1]
+        cls = getattr(errors, name, None)
+        if isinstance(cls, type) and issubclass(cls, CurateError):
+            hint = None
+            if "\n  hint: " in message:
+                message, _, hint = message.partition("\n  hint: ")
+            return cls(message.strip(), hint)
+    return found
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out = [exc]
+    for _ in range(10):
+        nxt = getattr(exc, "cause", None) or exc.__cause__
+        if not isinstance(nxt, BaseException) or nxt in out:
+            break
+        out.append(nxt)
+        exc = nxt
+    return out
+
+
+def _follow(exc: BaseException) -> BaseException:
     for _ in range(10):
         cause = getattr(exc, "cause", None)
         if isinstance(cause, BaseException) and cause is not exc:

@@ -68,18 +68,20 @@ def ray_args(stage: Stage[Any], cluster: dict[str, float]) -> dict[str, Any]:
         args["num_gpus"] = res.gpus
     if res.memory:
         args["memory"] = res.memory
+    import ray.data
+
     if uses_actors(stage):
         if s.concurrency:
-            args["concurrency"] = s.concurrency
+            args["compute"] = ray.data.ActorPoolStrategy(size=s.concurrency)
         elif res.gpus:
             # one actor per GPU share the cluster has: the pool is sized by GPUs, not CPUs
-            args["concurrency"] = max(1, math.floor(cluster.get("GPU", 0) / res.gpus))
+            args["compute"] = ray.data.ActorPoolStrategy(size=max(1, math.floor(cluster.get("GPU", 0) / res.gpus)))
         else:
-            args["concurrency"] = (1, max(1, math.floor(cluster.get("CPU", 1) / max(res.cpus, 1e-9))))
+            args["compute"] = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, math.floor(cluster.get("CPU", 1) / max(res.cpus, 1e-9))))
         retries = {"max_restarts": s.max_retries, "max_task_retries": s.max_retries}
     else:
         if s.concurrency:
-            args["concurrency"] = s.concurrency
+            args["compute"] = ray.data.TaskPoolStrategy(size=s.concurrency)
         retries = {"max_retries": s.max_retries}
     # Retries have no named map_batches parameter: they go as Ray remote args, which Ray 2.60
     # calls deprecated (for removal in 2.64; _map_stage silences that warning)
