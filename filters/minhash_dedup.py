@@ -260,7 +260,7 @@ class MinHashDedup(GlobalStage[MinHashDedupParams]):
         if self.round == 0:
             return self._candidates(rows)
         p = self.params
-        return mv.check_partition(self._plan(), rows, p.num_perm, p.ngram, p.char_ngrams, p.lowercase, self._threads())
+        return mv.check_partition(self._plan(), rows, p.num_perm, p.ngram, p.char_ngrams, p.lowercase, self._threads(), p.threshold)
 
     def resolve(self, reduced: pa.Table) -> pa.Table:
         return self._resolve_candidates(reduced) if self.round == 0 else self._resolve_clusters(reduced)
@@ -366,6 +366,7 @@ class MinHashDedup(GlobalStage[MinHashDedupParams]):
                 "checked_exactly": int(pc.sum(checked.column("exact")).as_py() or 0),
                 "checked_by_kind": {name: int((ck == k).sum()) for k, name in mv.KIND_NAMES.items()},
                 "accepted_pairs": int(accepted.num_rows),
+                "skipped_pairs": int(np.nansum(summary.column("sim").to_numpy())),
                 "verify_partitions": int(summary.num_rows),
                 "verify_rows": int(rows_in.sum()),
                 "verify_text_bytes": int(text_bytes.sum()),

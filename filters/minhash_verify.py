@@ -14,6 +14,11 @@ travels **at most once to each partition that needs it**, whatever the number of
    a chunk are checked exactly as well; candidate pairs **across** chunks are checked by the
    MinHash estimate (``cross``: each end's 512-byte signature, not its text, goes there). The
    counts of each kind are recorded in the stage metadata.
+   With ``verify`` every component of 3 or more documents also gets representative checks, run
+   first in the partition; its candidate pairs are then checked only if one of the two documents
+   does not match the representative (``lazy`` checks: a pair of two documents that both match
+   it adds nothing to the clusters). A templated cluster of 1,000 copies costs ~1,000 checks, not
+   the ~250,000 candidate pairs its LSH buckets produce (``skipped_pairs`` in the metadata).
 3. Groups are packed onto the ``buckets`` hash partitions by size (largest first onto the least
    loaded partition), so a partition holds at most ``candidate documents / buckets +
    max_group_docs`` documents.
@@ -194,10 +199,12 @@ def plan_checks(
     same = ga == gb
     kinds = [np.where(same, CAND, CROSS).astype(np.int8)]
     ca, cb, cg = [a], [b], [ga]
-    # representative checks: every member of a large component against its smallest new node
-    # (old nodes are larger than every new one; a component always has a new node)
+    # representative checks: every member of a large component (with verify: of every component
+    # of 3 or more) against its smallest new node (old nodes are larger than every new one; a
+    # component always has a new node)
+    starred = big | ((sizes >= 3) & verify)
     rep_of_comp = comp_roots  # the component root is its minimum node
-    members = np.flatnonzero(big[comp] & (nodes != rep_of_comp[comp]))
+    members = np.flatnonzero(starred[comp] & (nodes != rep_of_comp[comp]))
     if members.size:
         rep = rep_of_comp[comp[members]]
         m = nodes[members]
@@ -207,8 +214,9 @@ def plan_checks(
         kinds.append(np.full(members.size, REP, np.int8))
     ca_all, cb_all = np.concatenate(ca), np.concatenate(cb)
     g_all, k_all = np.concatenate(cg), np.concatenate(kinds)
-    # one check per pair: a candidate pair inside a chunk, else the representative check, else cross
-    order = np.lexsort((k_all, cb_all, ca_all))
+    # one check per pair: the representative check, else a candidate pair inside a group, else cross
+    priority = np.array([1, 0, 2], dtype=np.int8)[k_all]  # REP, CAND, CROSS
+    order = np.lexsort((priority, cb_all, ca_all))
     ca_all, cb_all, g_all, k_all = ca_all[order], cb_all[order], g_all[order], k_all[order]
     first = np.ones(len(ca_all), dtype=bool)
     first[1:] = (ca_all[1:] != ca_all[:-1]) | (cb_all[1:] != cb_all[:-1])
@@ -216,8 +224,13 @@ def plan_checks(
     part = part_of_group[g_all]
     old = (ca_all >= OLD_BIT) | (cb_all >= OLD_BIT)
     exact = (k_all != CROSS) & ~old & verify
+    # a candidate pair in a group with representative checks is checked only if one of its
+    # documents does not match the representative (else it adds nothing to the clusters)
+    lazy = (k_all == CAND) & starred[comp[np.searchsorted(nodes, ca_all)]]
     by_part = np.argsort(part, kind="stable")
-    ca_all, cb_all, part, exact, k_all = ca_all[by_part], cb_all[by_part], part[by_part], exact[by_part], k_all[by_part]
+    ca_all, cb_all, part, exact, k_all, lazy = (
+        ca_all[by_part], cb_all[by_part], part[by_part], exact[by_part], k_all[by_part], lazy[by_part]
+    )
     # what goes where: (node, partition) with text if an exact check there needs it, else a signature
     ends = np.concatenate([ca_all, cb_all])
     ends_part = np.concatenate([part, part]).astype(np.uint64)
@@ -239,6 +252,7 @@ def plan_checks(
             "part": part.astype(np.int32),
             "exact": exact.astype(np.bool_),
             "kind": k_all.astype(np.int8),
+            "lazy": lazy.astype(np.bool_),
             "need_node": ends[new].astype(np.uint64),
             "need_part": ends_part[new].astype(np.int32),
             "need_text": any_exact,
@@ -252,6 +266,7 @@ def plan_checks(
         "large_components": int(big.sum()),
         "groups": int(len(group_sizes)),
         "planned_checks": {KIND_NAMES[k]: int((k_all == k).sum()) for k in (CAND, REP, CROSS)},
+        "planned_lazy": int(lazy.sum()),
         "planned_exact": int(exact.sum()),
         "planned_estimated": int((~exact).sum()),
         "planned_text_rows": int(any_exact.sum()),
@@ -267,7 +282,7 @@ class PlanIndex:
     def __init__(self, plan: pa.Table) -> None:
         p = unpack(plan)
         self.a, self.b, self.part = p["a"], p["b"], p["part"]
-        self.exact, self.kind = p["exact"], p["kind"]
+        self.exact, self.kind, self.lazy = p["exact"], p["kind"], p["lazy"]
         self.need_node, self.need_part = p["need_node"], p["need_part"]
         self.need_text, self.need_sig = p["need_text"], p["need_sig"]
 
@@ -349,36 +364,29 @@ def emit_rows(
 
 
 def check_partition(
-    index: PlanIndex, rows: pa.Table, num_perm: int, ngram: int, char_ngrams: bool, lowercase: bool, num_threads: int
+    index: PlanIndex,
+    rows: pa.Table,
+    num_perm: int,
+    ngram: int,
+    char_ngrams: bool,
+    lowercase: bool,
+    num_threads: int,
+    threshold: float,
 ) -> pa.Table:
     """The similarities of the checks planned for the partition of `rows` (all rows of one
     partition: each document at most once), plus one ``SUMMARY`` row: a = text bytes received,
-    b = rows received."""
+    b = rows received, sim = lazy checks skipped. Representative checks run first; a lazy check
+    is skipped when both its documents match their representative (>= `threshold`)."""
     if rows.num_rows == 0:
         return CHECKED_SCHEMA.empty_table()
     keys = rows.column("key").to_numpy()
     part = int(keys[0])
     if (keys != keys[0]).any():
         raise RuntimeError("minhash_dedup: rows of several partitions in one reduce call")
-    text_col = rows.column("text")
-    text_bytes = int(pc.sum(pc.binary_length(text_col)).as_py() or 0)
-    summary = pa.table(
-        {
-            "a": pa.array([text_bytes], pa.uint64()),
-            "b": pa.array([rows.num_rows], pa.uint64()),
-            "sim": [float("nan")],
-            "exact": [False],
-            "kind": pa.array([SUMMARY], pa.int8()),
-            "id_a": pa.nulls(1, pa.string()),
-            "id_b": pa.nulls(1, pa.string()),
-            "w_a": [0.0],
-            "w_b": [0.0],
-        },
-        schema=CHECKED_SCHEMA,
-    )
+    text_bytes = int(pc.sum(pc.binary_length(rows.column("text"))).as_py() or 0)
     sl = index.checks_of(part)
     ca, cb = index.a[sl], index.b[sl]
-    exact, kind = index.exact[sl], index.kind[sl]
+    exact, kind, lazy = index.exact[sl], index.kind[sl], index.lazy[sl]
     node = rows.column(POS).to_numpy()
     order = np.argsort(node, kind="stable")
     sorted_nodes = node[order]
@@ -392,18 +400,53 @@ def check_partition(
     ia, fa = row_of(ca)
     ib, fb = row_of(cb)
     found = fa & fb  # a missing end (not live any more) leaves the check out
-    ia, ib, ca, cb, exact, kind = ia[found], ib[found], ca[found], cb[found], exact[found], kind[found]
+    ia, ib, ca, cb, exact, kind, lazy = ia[found], ib[found], ca[found], cb[found], exact[found], kind[found], lazy[found]
     sim = np.full(len(ia), np.nan)
-    ex = np.flatnonzero(exact)
-    if ex.size:
-        sim[ex] = mc.exact_jaccard_pairs(text_col, ia[ex], ib[ex], ngram, char_ngrams, lowercase=lowercase, num_threads=num_threads)
-    est = np.flatnonzero(~exact)
-    if est.size:
-        sig_col = rows.column("sig")
-        has = pc.is_valid(sig_col).to_numpy(zero_copy_only=False)
-        slot = np.cumsum(has) - 1  # row -> position among rows with a signature
-        sigs = sig_matrix(sig_col.filter(pa.array(has)), num_perm)
-        sim[est] = mc.estimated_jaccard(sigs, slot[ia[est]], slot[ib[est]]).astype(np.float64)
+    text_col = rows.column("text")
+    sig_col = rows.column("sig")
+    sigs: npt.NDArray[np.uint32] | None = None
+    slot = np.empty(0, np.int64)
+
+    def compute(which: npt.NDArray[np.intp]) -> None:
+        nonlocal sigs, slot
+        ex = which[exact[which]]
+        if ex.size:
+            sim[ex] = mc.exact_jaccard_pairs(text_col, ia[ex], ib[ex], ngram, char_ngrams, lowercase=lowercase, num_threads=num_threads)
+        est = which[~exact[which]]
+        if est.size:
+            if sigs is None:
+                has = pc.is_valid(sig_col).to_numpy(zero_copy_only=False)
+                slot = np.cumsum(has) - 1  # row -> position among rows with a signature
+                sigs = sig_matrix(sig_col.filter(pa.array(has)), num_perm)
+            sim[est] = mc.estimated_jaccard(sigs, slot[ia[est]], slot[ib[est]]).astype(np.float64)
+
+    compute(np.flatnonzero(~lazy))
+    todo = np.flatnonzero(lazy)
+    if todo.size:
+        # documents linked to their representative: the representatives, and members that match
+        is_rep = kind == REP
+        linked = np.concatenate([np.minimum(ca[is_rep], cb[is_rep]), np.maximum(ca[is_rep], cb[is_rep])[sim[is_rep] >= threshold - 1e-12]])
+        linked = np.unique(linked)
+        both = np.isin(ca[todo], linked) & np.isin(cb[todo], linked)
+        compute(todo[~both])
+    done = ~np.isnan(sim) | ~lazy
+    skipped = int((~done).sum())
+    summary = pa.table(
+        {
+            "a": pa.array([text_bytes], pa.uint64()),
+            "b": pa.array([rows.num_rows], pa.uint64()),
+            "sim": [float(skipped)],
+            "exact": [False],
+            "kind": pa.array([SUMMARY], pa.int8()),
+            "id_a": pa.nulls(1, pa.string()),
+            "id_b": pa.nulls(1, pa.string()),
+            "w_a": [0.0],
+            "w_b": [0.0],
+        },
+        schema=CHECKED_SCHEMA,
+    )
+    keep = np.flatnonzero(done)
+    ia, ib, ca, cb, exact, kind, sim = ia[keep], ib[keep], ca[keep], cb[keep], exact[keep], kind[keep], sim[keep]
     ids = rows.column("id")
     w = rows.column("weight").to_numpy()
     checked = pa.table(
