@@ -2,8 +2,9 @@
 
 Subpackages (each built from a top-level folder of the repository):
 
-- ``curate.pipelines``: the engine: config schema, stage interface, Ray adapter, readers,
-  dataset store (Delta Lake) and the ``curate`` command line.
+- ``curate.pipelines``: the engine: config schema, stage interface, plan check, execution on
+  Ray (``curate.pipelines.execution``), readers, dataset store (Delta Lake), run journal, the
+  Python API and the ``curate`` command line.
 - ``curate.filters``: quality filters (language id, heuristic rules, classifiers, dedup).
 - ``curate.synth``: synthetic data generation.
 - ``curate.annotation``: spoken image annotations (transcription, caption cleanup).

@@ -149,6 +149,9 @@ class Decontaminate(Stage[DecontaminateParams]):
     batch_size = 4096
     resources = _fasttext.stage_resources()
 
+    def output_columns(self) -> tuple[str, ...]:
+        return ("contaminated", "contamination") if self.params.action == "flag" else ()
+
     def __init__(self, params: DecontaminateParams) -> None:
         super().__init__(params)
         self._files: dict[str, list[str]] | None = None

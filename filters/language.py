@@ -57,6 +57,7 @@ class Language(Stage[LanguageParams]):
     """Language identification with fastText lid.176 (offline); adds language, language_score."""
 
     name = "language"
+    writes = ("language", "language_score")
     Params = LanguageParams
     batch_size = 4096
     resources = _fasttext.stage_resources()

@@ -76,6 +76,9 @@ class Pii(Stage[PiiParams]):
     batch_size = 8192
     resources = _fasttext.stage_resources()
 
+    def input_columns(self) -> tuple[str, ...]:
+        return (self.params.field,)
+
     def redact(self, text: str) -> tuple[str, dict[str, int]]:
         """The text with PII replaced, and the number of replacements per type."""
         p = self.params

@@ -63,6 +63,7 @@ class QualityClassifier(Stage[QualityClassifierParams]):
     """fastText quality classifier: adds quality_score, keeps above a threshold or the top fraction."""
 
     name = "quality_classifier"
+    writes = ("quality_score",)
     Params = QualityClassifierParams
     batch_size = 4096
     resources = _fasttext.stage_resources()

@@ -51,7 +51,7 @@ def source_stage(pipeline: Pipeline) -> Expand[Any]:
         got = f"{first.name!r} ({stage_kind(first)})" if first is not None else "no stage"
         raise ConfigError(
             f"{pipeline.source}: the pipeline has no input, and its first stage, {got}, does not produce source rows",
-            hint="add an `input:` section, or start with a generator stage (an Expand stage with source_rows(), e.g. generate_textbooks in generation mode)",
+            hint="add an `input:` section, or start with a generator stage (an Expand stage whose source_rows() gives the seed rows)",
         )
     return first
 

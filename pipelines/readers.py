@@ -111,7 +111,7 @@ def plan_inputs(cfg: InputConfig, where: str = "input.paths") -> list[InputFile]
         if cfg.format == "delta":
             base, version = _split_version(raw)
             version = version if version is not None else cfg.version
-            for f in delta_files(base, version, cfg.storage_options, f"{where}[{i}]"):
+            for f in delta_files(base, version, cfg.storage_options, f"{where}[{i}]", cfg.since_version):
                 if f[0] not in metas:
                     out.append(f[0])
                     metas[f[0]] = (f[1], f[2])
@@ -184,24 +184,16 @@ def _as_timestamp(value: Any) -> float | None:
     return float(ts()) if ts else None
 
 
-def delta_files(uri: str, version: int | None, storage_options: dict[str, str], where: str) -> list[tuple[str, int, float | None]]:
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
+def delta_files(uri: str, version: int | None, storage_options: dict[str, str], where: str, since_version: int | None = None) -> list[tuple[str, int, float | None]]:
+    """The data files of a curate dataset at ``version`` (with ``since_version``: only those added after it)."""
+    from .errors import DatasetError
+    from .store import resolve_delta_input
 
     try:
-        dt = DeltaTable(uri, version=version, storage_options=storage_options or None)
-    except TableNotFoundError:
-        raise ConfigError(f"{where}: {uri!r} is not a curate dataset (no Delta table there)") from None
-    except Exception as exc:  # deltalake raises generic errors for a missing version
-        raise ConfigError(f"{where}: cannot open dataset {uri!r} at version {version}: {exc}") from None
-    adds = dt.get_add_actions(flatten=True)
-    sizes = dict(zip(adds.column("path").to_pylist(), adds.column("size_bytes").to_pylist()))
-    out = []
-    for uri_ in dt.file_uris():
-        rel = uri_.rsplit("/", 1)[-1]
-        size = next((v for k, v in sizes.items() if k.endswith(rel)), 0)
-        out.append((uri_, int(size), None))
-    return out
+        d = resolve_delta_input(uri, version, since_version, storage_options)
+    except DatasetError as exc:
+        raise ConfigError(f"{where}: {exc.message}", exc.hint) from None
+    return [(f, size, None) for f, size in d.files]
 
 
 def split_tasks(files: list[InputFile], cfg: InputConfig, split_bytes: int = SPLIT_BYTES) -> list[ReadTask]:

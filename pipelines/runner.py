@@ -103,10 +103,16 @@ def _route_ray_logs() -> None:
 
 @contextlib.contextmanager
 def _saved_environ() -> Iterator[None]:
+    """Environment variables and ``sys.path`` as they were (plugin folders, Ray's settings); only
+    the folder of Ray's vendored packages, which importing Ray adds for good, stays."""
+    import sys
+
     saved = dict(os.environ)
+    saved_path = list(sys.path)
     try:
         yield
     finally:
+        sys.path[:] = saved_path + [p for p in sys.path if p not in saved_path and p.endswith(os.path.join("ray", "thirdparty_files"))]
         for k in set(os.environ) - set(saved):
             del os.environ[k]
         for k, v in saved.items():
@@ -359,7 +365,7 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
     t_ray = time.time()
     with _ray(pipeline) as resources:
         t_ray_up = time.time()
-        log.info("ray ready in %.1fs: %s", t_ray_up - t_ray, resources)
+        log.info("ray started in %.1fs: %s", t_ray_up - t_ray, resources)
         _check_gpus(pipeline, labels, resources)
         try:
             with ProgressDisplay(poll, labels, console, show, log.info):
@@ -426,10 +432,19 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
     metadata["timings"]["commit_s"] = round(time.time() - t_exec, 3)
     metadata["timings"]["total_s"] = round(time.time() - t_start, 3)
     default_schema = pa.schema([("id", pa.string()), *([("text", pa.string())] if "text" in inputs.columns else [])])
-    version = store.commit(
-        main_uri, main_files, mode=out.mode, metadata=metadata, storage_options=so,
-        default_schema=default_schema, name=cfg.name, run_key=run_key,
-    )
+    try:
+        version = store.commit(
+            main_uri, main_files, mode=out.mode, metadata=metadata, storage_options=so,
+            default_schema=default_schema, name=cfg.name, run_key=run_key,
+        )
+    except store.RunKeyCommittedError as exc:
+        # another run with the same key committed while this one ran: it published, this does not
+        msg = f"run key {run_key!r} was committed by another run while this one ran: nothing published ({exc.message})"
+        log.info(msg)
+        console.print(msg, highlight=False)
+        if jr is not None:
+            jr.discard()
+        return RunResult(run_id, None, None, 0, 0, stage_stats, log_file, time.time() - t_start, skipped=True)
     log.info("committed %s version %d (%d rows, %d files)", main_uri, version, kept, len(main_files))
     if jr is not None:
         jr.discard()
