@@ -376,3 +376,20 @@ def test_delta_input_since_version_reads_only_appended_rows(work: Path) -> None:
     assert sorted(pl.read_delta(str(work / "out"))["id"]) == [f"b1-{i}" for i in range(5)]
     lineage = history(work / "out")[0]["run"]["inputs"][0]
     assert lineage["delta"] == str(work / "src") and lineage["version"] == 1 and lineage["since_version"] == 0
+
+
+def test_ctrl_c_exits_130_and_publishes_nothing(work: Path) -> None:
+    _resume_inputs(work, files=6)
+    pipe = _resume_pipeline(work)
+    proc = subprocess.Popen([*curate_exe(), "run", str(pipe), "--no-progress"], cwd=work, env={**os.environ, "COLUMNS": "200"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    journal = work / "out" / "_curate_journal"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not list(journal.glob("*/*/read/*.json")):
+        time.sleep(0.05)
+    assert proc.poll() is None
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the whole foreground group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "no version was written" in err
+    assert not (work / "out" / "_delta_log").exists()
