@@ -50,6 +50,22 @@ class _Commands(click.Group):
 
         return sorted({*super().list_commands(ctx), *command_entry_points()})
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # registered commands are named, not imported, in --help
+        from .registry import command_entry_points
+
+        rows = []
+        plugins = command_entry_points()
+        for name in self.list_commands(ctx):
+            cmd = super().get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(formatter.width - 6 - len(name))))
+            elif name in plugins:
+                rows.append((name, f"see `curate {name} --help` ({plugins[name].module})"))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         cmd = super().get_command(ctx, name)
         if cmd is not None:
@@ -329,7 +345,17 @@ def stages(name: str | None) -> None:
         cls = resolve_stage(name)
     except CurateError as exc:
         _fail(exc)
-    out_console.print(f"[bold]{name}[/]: {(cls.__doc__ or '').strip()}", highlight=False)
+    from .stage import stage_kind
+
+    out_console.print(f"[bold]{name}[/] ({stage_kind(cls)}): {(cls.__doc__ or '').strip()}", highlight=False)
+    res = cls.resources
+    out_console.print(
+        f"reads: {', '.join(cls.reads) or '-'}; writes: {', '.join(cls.writes) or '-'} (some stages take them from their params)\n"
+        f"run defaults: batch_size {cls.batch_size}, cpus {res.cpus:g}, gpus {res.gpus:g}, "
+        f"concurrency {cls.concurrency or 'auto'}, max_retries {cls.max_retries}"
+        f"{', actor pool (holds a model)' if cls.stateful else ''}; override with `run:` beside the params",
+        highlight=False,
+    )
     table = Table(title="params", title_justify="left")
     for col in ("param", "type", "default", "description"):
         table.add_column(col)
