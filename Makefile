@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.curate-installed
 
-.PHONY: env quickstart test test-python test-native lint-native stubcheck clean
+.PHONY: env quickstart test test-python test-native lint-native stubcheck wheel-check dist clean
 
 $(STAMP): pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,12 +26,24 @@ test-native:
 	cd native && cargo clippy --quiet --all-targets -- -D warnings
 
 stubcheck: env
-	$(PY) -m mypy.stubtest curate._native
+	$(PY) -m mypy.stubtest --mypy-config-file pyproject.toml curate._native
 
 test-python: env
 	$(PY) -m pytest -q
 
+# What a user gets: build the sdist from this tree, a wheel from the sdist (not from the checkout),
+# check both (the Rust crate in the sdist, the abi3 tag, every package and data file in the
+# wheel), install the wheel into a fresh venv, import every module and run the quickstart from a
+# temporary folder. Part of test-python too. Dependencies come from build/wheelhouse (filled from
+# PyPI on first use; delete it to refresh).
+wheel-check: env
+	$(PY) -m pytest -q tests/test_packaging.py
+
+# The sdist and a wheel built from it, in dist/.
+dist: env
+	$(PY) -m build --outdir dist .
+
 test: env test-native stubcheck test-python
 
 clean:
-	rm -rf $(VENV) native/target build *.egg-info curate/_native*.so
+	rm -rf $(VENV) native/target build dist *.egg-info curate/_native*.so
