@@ -16,7 +16,9 @@ accounted for exactly, whatever the batching. Write records are named by a hash 
 positions, so a task Ray retries rewrites the same record instead of adding one.
 
 Complete tasks of any earlier attempt are reused: their shards go into the commit (or, before a
-global stage, are read back from the checkpoint) and their read tasks are not run again.
+global stage, are read back from the checkpoint) and their read tasks are not run again. An
+attempt whose run is still alive (``attempt.json``: host and pid, and a heartbeat for runs on
+other hosts) is never reused: the same job started twice runs twice, and each commits its own.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import socket
+import time
 from typing import Any
 
 from . import fs
@@ -70,7 +75,8 @@ class Journal:
         root = fs.join(dataset_uri, JOURNAL_DIR, key)
         j = cls(root, attempt, storage_options)
         for earlier in sorted(fs.list_dir(root, storage_options)):
-            if earlier == attempt:
+            if earlier == attempt or attempt_alive(fs.join(root, earlier), storage_options):
+                # a run still going (the same job started twice): its shards are its own
                 continue
             for task, rec in load_attempt(fs.join(root, earlier), storage_options).items():
                 for w in rec.writes:
@@ -81,9 +87,50 @@ class Journal:
                         j.reused_from.append(earlier)
         return j
 
+    def start(self, info: dict[str, Any]) -> None:
+        """Record who runs this attempt (host, pid) and when it was last seen alive."""
+        data = {**info, "host": socket.gethostname(), "pid": os.getpid(), "heartbeat": time.time()}
+        fs.write_bytes(fs.join(self.attempt_uri, ATTEMPT_FILE), json.dumps(data).encode(), self.storage_options)
+        self._info = data
+
+    def heartbeat(self) -> None:
+        info = getattr(self, "_info", None)
+        if info is not None:
+            info["heartbeat"] = time.time()
+            fs.write_bytes(fs.join(self.attempt_uri, ATTEMPT_FILE), json.dumps(info).encode(), self.storage_options)
+
     def discard(self) -> None:
-        """Forget this key's journal (after the commit, or when it is stale)."""
+        """Remove this attempt and the attempts it reused (after the commit); attempts of other
+        runs still going stay."""
+        for name in {self.attempt, *self.reused_from}:
+            fs.remove_tree(fs.join(self.root, name), self.storage_options)
+        if not fs.list_dir(self.root, self.storage_options):
+            fs.remove_tree(self.root, self.storage_options)
+
+    def discard_all(self) -> None:
         fs.remove_tree(self.root, self.storage_options)
+
+
+#: an attempt not seen alive for this long is dead (on another host; on this one, its pid tells)
+HEARTBEAT_TIMEOUT_S = 120.0
+ATTEMPT_FILE = "attempt.json"
+
+
+def attempt_alive(uri: str, storage_options: dict[str, str]) -> bool:
+    """Whether the run that owns an attempt folder is still running."""
+    data = _load(fs.join(uri, ATTEMPT_FILE), storage_options)
+    if data is None:
+        return False
+    if data.get("host") == socket.gethostname():
+        try:
+            os.kill(int(data["pid"]), 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, ValueError, KeyError):
+            pass
+        else:
+            return int(data["pid"]) != os.getpid()
+    return time.time() - float(data.get("heartbeat", 0)) < HEARTBEAT_TIMEOUT_S
 
 
 def load_attempt(uri: str, storage_options: dict[str, str]) -> dict[int, TaskRecord]:

@@ -318,7 +318,7 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
         jr = journal.Journal.open(main_uri, key, run_id, so)
         if jr.reused and _journal_committed(main_uri, key, so):
             log.info("journal %s belongs to a committed version: starting afresh", key)
-            jr.discard()
+            jr.discard_all()
             jr = journal.Journal.open(main_uri, key, run_id, so)
     reused = jr.reused if jr is not None else {}
     tasks = [t for t in inputs.tasks if int(t["task"]) not in reused]
@@ -341,7 +341,7 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
         reused_checkpoints=[fs.join(fs.join(jr.root, w["attempt"]), "checkpoint", f["path"]) for rec in reused.values() for w in rec.writes for f in w["files"] if f["kind"] == "ckpt"] if jr else [],
     )
     if jr is not None:
-        fs.write_bytes(fs.join(jr.attempt_uri, "run.json"), json.dumps({"run_id": run_id, "key": key, "pipeline": os.path.abspath(pipeline.source)}).encode(), so)
+        jr.start({"run_id": run_id, "key": key, "pipeline": os.path.abspath(pipeline.source)})
 
     main_files: list[dict[str, Any]] = []
     dropped_files: list[dict[str, Any]] = []
@@ -357,7 +357,15 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
 
     stats_holder: dict[str, Any] = {}
 
+    last_beat = [time.time()]
+
     def poll() -> dict[str, dict[str, Any]]:
+        if jr is not None and time.time() - last_beat[0] > 20:
+            last_beat[0] = time.time()
+            try:
+                jr.heartbeat()
+            except OSError as exc:
+                log.warning("journal heartbeat failed: %r", exc)
         actor = stats_holder.get("actor")
         return ray.get(actor.snapshot.remote(), timeout=5) if actor is not None else {}
 

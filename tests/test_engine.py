@@ -393,3 +393,30 @@ def test_ctrl_c_exits_130_and_publishes_nothing(work: Path) -> None:
     assert proc.returncode == 130, err
     assert "interrupted" in err and "no version was written" in err
     assert not (work / "out" / "_delta_log").exists()
+
+
+def test_two_runs_writing_one_dataset_at_once_both_land_exactly(work: Path) -> None:
+    _resume_inputs(work, files=4, rows=50)
+    pipe = write_pipeline(
+        work / "p.yaml",
+        f"""input: {{format: jsonl, paths: [{work}/in/*.jsonl]}}
+stages:
+  - {P}:Slow: {{seconds: 0.1}}
+output: {{dataset: {work}/out, mode: append}}
+ray: {{num_cpus: 1}}
+""",
+    )
+    env = {**os.environ, "COLUMNS": "200"}
+    procs = [subprocess.Popen([*curate_exe(), "run", str(pipe), "--no-progress"], cwd=work, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    entries = history(work / "out")
+    assert sorted(e["version"] for e in entries) == [0, 1]
+    assert {e["run"]["run_id"] for e in entries} == {e["run"]["run_id"] for e in entries if e["run"]}
+    v0 = pl.read_delta(str(work / "out"), version=0)
+    v1 = pl.read_delta(str(work / "out"), version=1)
+    assert len(v0) == 200 and v0["id"].n_unique() == 200, "each run's version holds exactly its own rows"
+    assert len(v1) == 400 and sorted(v1["id"].to_list()) == sorted(v0["id"].to_list() * 2)
+    reported = sorted(int(o[1].split(" version ")[1].split(":")[0]) for o in outs)
+    assert reported == [0, 1], "each run reports the version it committed"
