@@ -312,7 +312,9 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
 
     has_global = any(isinstance(s, GlobalStage) for s in pipeline.stages)
     checkpoint = checkpoint_before_global(pipeline.stages)
-    key = journal.journal_key(pipeline.fingerprint(), [(t["path"], t["size"], t["mtime"], t["start"], t["rows"]) for t in inputs.tasks], main_uri, out.mode)
+    # where and how it runs (ray:, run:) does not change what it writes: not part of the key
+    what = {k: v for k, v in pipeline.resolved().items() if k not in ("ray", "run")}
+    key = journal.journal_key(json.dumps(what, sort_keys=True, default=str), [(t["path"], t["size"], t["mtime"], t["start"], t["rows"]) for t in inputs.tasks], main_uri, out.mode)
     jr: journal.Journal | None = None
     if resume and (checkpoint or not has_global):
         jr = journal.Journal.open(main_uri, key, run_id, so)
