@@ -131,16 +131,22 @@ def _read_fn(input_cfg: InputConfig | None, stats: Any, journal_uri: str | None,
             task = int(item["task"])
             rows = 0
             t0 = time.perf_counter()
-            tables = read_source_task(item) if item["kind"] == "source" else read_task(task_from_row(item), input_cfg)  # type: ignore[arg-type]
-            for table in tables:
-                table = with_engine_columns(table, task)
+            tables = iter(read_source_task(item) if item["kind"] == "source" else read_task(task_from_row(item), input_cfg))  # type: ignore[arg-type]
+            current = next(tables, None)
+            while current is not None:
+                table = with_engine_columns(current, task)
                 rows += table.num_rows
+                # read one table ahead: the task's read record is written before its last rows
+                # leave, so a task whose rows all reached the writer always has its record
+                current = next(tables, None)
+                if current is None and journal_uri is not None:
+                    journal.record_read(journal_uri, task, rows, storage_options)
                 bad = table.num_rows - (pc.sum(is_live(table)).as_py() or 0)
                 stats.add.remote("read", table.num_rows, bad, time.perf_counter() - t0, {})
                 yield table
                 t0 = time.perf_counter()
-            if journal_uri is not None:
-                journal.record_read(journal_uri, task, rows, storage_options)
+            if rows == 0 and journal_uri is not None:
+                journal.record_read(journal_uri, task, 0, storage_options)
 
     return fn
 
