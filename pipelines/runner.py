@@ -467,6 +467,9 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
         + f" ({elapsed:.1f}s, of which Ray start {t_ray_up - t_ray:.1f}s, processing {t_exec - t_ray_up:.1f}s)",
         highlight=False,
     )
+    if kept == 0:
+        log.warning("version %d of %s holds no rows", version, out.dataset)
+        console.print(f"[yellow]warning:[/] no row was kept: version {version} of {out.dataset} is empty", highlight=False)
     console.print(f"log: {log_file}", highlight=False)
     return result
 

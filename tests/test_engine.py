@@ -420,3 +420,24 @@ ray: {{num_cpus: 1}}
     assert len(v1) == 400 and sorted(v1["id"].to_list()) == sorted(v0["id"].to_list() * 2)
     reported = sorted(int(o[1].split(" version ")[1].split(":")[0]) for o in outs)
     assert reported == [0, 1], "each run reports the version it committed"
+
+
+def test_an_empty_stream_gives_an_empty_version_not_a_crash(work: Path) -> None:
+    (work / "empty.jsonl").write_text("")
+    write_jsonl(work / "short.jsonl", [{"id": "s", "text": "tiny"}])
+    for name, path in (("empty", "empty.jsonl"), ("all_dropped", "short.jsonl")):
+        pipe = write_pipeline(
+            work / f"{name}.yaml",
+            f"""input: {{format: jsonl, paths: [{work}/{path}]}}
+stages:
+  - length_filter: {{min_chars: 50}}
+  - exact_dedup: {{}}
+  - normalize: {{}}
+output: {{dataset: {work}/{name}, keep_dropped: true}}
+""",
+        )
+        out = run_cli("run", str(pipe), "--no-progress", cwd=work)
+        assert out.returncode == 0, out.stderr
+        assert "no row was kept" in out.stderr
+        assert len(pl.read_delta(str(work / name))) == 0
+    assert pl.read_delta(str(work / "all_dropped.dropped"))["rule"].to_list() == ["too_short"]

@@ -125,6 +125,8 @@ def mark_drops(table: pa.Table, drops: Drops | None, stage_label: str) -> tuple[
 def apply_stage(stage: Stage[Any], label: str, batch: pa.Table) -> tuple[pa.Table, BatchReport]:
     """Apply a one-to-one Stage or Filter to the live rows of ``batch``."""
     ensure_setup(stage)
+    if batch.num_rows == 0:
+        return batch, BatchReport()
     live_mask = is_live(batch)
     n_live = pc.sum(live_mask).as_py() or 0
     if n_live == 0:
@@ -184,6 +186,8 @@ def child_weights(parent_w: np.ndarray, k: np.ndarray, n: np.ndarray) -> np.ndar
 def apply_expand(stage: Expand[Any], label: str, batch: pa.Table) -> tuple[pa.Table, BatchReport]:
     """Apply an Expand stage: live parents become their children; dropped rows pass through."""
     ensure_setup(stage)
+    if batch.num_rows == 0:
+        return batch, BatchReport()
     live_mask = is_live(batch)
     n_live = pc.sum(live_mask).as_py() or 0
     if n_live == 0:

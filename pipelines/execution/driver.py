@@ -157,6 +157,8 @@ def _apply_drops_fn(label: str, drops_ref: Any, stats: Any) -> Callable[[pa.Tabl
     def fn(batch: pa.Table) -> pa.Table:
         import ray
 
+        if batch.num_rows == 0:
+            return batch
         if "pos" not in cache:
             drops: pa.Table = ray.get(drops_ref)
             order = np.argsort(drops.column(POS).to_numpy(), kind="stable")

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..stage import GlobalStage
+from ..errors import StageError
+from ..stage import DROP_RESULT_SCHEMA, GlobalStage
 from .apply import ensure_setup, is_live
 
 
@@ -32,6 +33,8 @@ def split_block(
     """Task: key rows of one block (in ``batch_size`` slices), cut into ``buckets`` partitions."""
     _prepare(stage, context)
     t0 = time.perf_counter()
+    if block.num_rows == 0:  # an empty stream: blocks may even lack the engine's columns
+        return [pa.table({}) for _ in range(buckets)]
     if not extra:
         block = block.filter(is_live(block))
     parts: list[list[pa.Table]] = [[] for _ in range(buckets)]
@@ -66,6 +69,17 @@ def reduce_parts(stage: GlobalStage[Any], label: str, stats: Any, context: pa.Ta
     if stats is not None:
         stats.add.remote(label, 0, 0, time.perf_counter() - t0, {})
     return out
+
+
+def _check_drops(label: str, drops: pa.Table) -> pa.Table:
+    """The last round's result: the rows to drop, in DROP_RESULT_SCHEMA (an empty table may come
+    without columns, e.g. when no row reached the stage)."""
+    if drops.num_rows == 0:
+        return DROP_RESULT_SCHEMA.empty_table()
+    missing = [f.name for f in DROP_RESULT_SCHEMA if f.name not in drops.schema.names]
+    if missing:
+        raise StageError(f"stage {label}: resolve() must return the rows to drop with columns {', '.join(DROP_RESULT_SCHEMA.names)}; missing {', '.join(missing)}")
+    return drops.select(DROP_RESULT_SCHEMA.names).cast(DROP_RESULT_SCHEMA)
 
 
 def run_global(
@@ -118,6 +132,8 @@ def run_global(
         reduced_table = pa.concat_tables(parts) if parts else pa.table({})
         t1 = time.perf_counter()
         result = stage.resolve(reduced_table)
+        if rnd + 1 >= int(stage.rounds):
+            result = _check_drops(label, result)
         log(
             f"{label} round {rnd + 1}: keys+shuffle+reduce {t1 - t0:.2f}s ({reduced_table.num_rows} rows reduced), "
             f"resolve {time.perf_counter() - t1:.2f}s"

@@ -127,6 +127,8 @@ def _rows_hash(part: pa.Table) -> str:
 def write_block(batch: pa.Table, target: WriteTarget) -> pa.Table:
     """Write one block (split by read task) and return the metadata rows for the driver."""
     results: list[dict[str, Any]] = []
+    if batch.num_rows == 0:
+        return WRITE_RESULT_SCHEMA.empty_table()
     tasks = batch.column(TASK).to_numpy()
     for task in np.unique(tasks).tolist():
         part = batch.filter(pa.array(tasks == task)) if len(np.unique(tasks)) > 1 else batch
