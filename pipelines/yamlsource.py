@@ -91,9 +91,23 @@ def _convert(node: yaml.Node, key: Key, lines: dict[Key, int], path: str, env: M
     value = _scalar(node)
     if isinstance(value, str) and "$" in value:
         value = _interpolate(value, key, node.start_mark.line + 1, path, env)
-        if node.style is None:  # plain scalar: re-resolve so ${N} can give an int or bool
-            value = yaml.safe_load(value) if value.strip() else value
+        if node.style is None:  # plain scalar: ${N} may give an int, float, bool or null, never YAML
+            value = _plain_value(value)
     return value
+
+
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("int", "float", "bool", "null")}
+
+
+def _plain_value(value: str) -> Any:
+    """An interpolated value is a literal string, unless the whole of it reads as a number, a
+    boolean or null (``${WORKERS}`` -> 4): a ``#`` or ``: `` in it is never YAML syntax."""
+    loader = yaml.SafeLoader("")
+    try:
+        tag = loader.resolve(yaml.ScalarNode, value, (True, False))
+    finally:
+        loader.dispose()
+    return _scalar(yaml.ScalarNode(tag, value)) if tag in _PLAIN_TAGS else value
 
 
 def _scalar(node: yaml.Node) -> Any:

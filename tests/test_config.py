@@ -137,3 +137,13 @@ def test_missing_input_path_is_a_config_error(tmp_path: Path) -> None:
     res = run_cli("validate", "pipeline.yaml", cwd=tmp_path)
     assert res.returncode == 2
     assert "input.paths[0]: no input files match 'data/*.jsonl'" in res.stderr
+
+
+def test_an_interpolated_value_is_a_literal_string(tmp_path: Path) -> None:
+    from curate.pipelines.yamlsource import load_yaml
+
+    p = tmp_path / "p.yaml"
+    p.write_text("a: ${OUT}/ds\nb: ${COLON}\nc: ${N}\nd: ${FLAG}\ne: '${N}'\n")
+    env = {"OUT": "/tmp/my #1 dir", "COLON": "/tmp/a: b", "N": "4", "FLAG": "true"}
+    data = load_yaml(p, env).data
+    assert data == {"a": "/tmp/my #1 dir/ds", "b": "/tmp/a: b", "c": 4, "d": True, "e": "4"}
