@@ -214,13 +214,11 @@ def _open(path: str, storage_options: dict[str, str]) -> Any:
 
     raw = fsspec.open(path, "rb", **storage_options).open()
     if path.endswith(".gz"):
-        import gzip
-
-        return io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), buffer_size=1 << 20)
+        return _Inflate(raw)
     if path.endswith(".zst"):
         import zstandard
 
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True), buffer_size=1 << 20)
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True), buffer_size=1 << 16)
     return raw
 
 
@@ -335,8 +333,115 @@ def _iter_blocks(fh: Any, task: ReadTask) -> Iterator[tuple[bytes, int]]:
             break
         if not block.endswith(b"\n"):
             block += fh.readline()  # finish the last line (it started before `end`)
+        if getattr(fh, "error", None) is not None and not block.endswith(b"\n"):
+            block = block[: block.rfind(b"\n") + 1]  # the stream broke inside this line: not a record
+            if not block:
+                break
         yield block, offset
         offset += len(block)
+
+
+class _Inflate(io.RawIOBase):
+    """gzip (multi-member) decompression that hands out every byte it could decompress before
+    reporting a truncated or corrupt stream (``gzip.GzipFile`` loses its buffered tail)."""
+
+    def __init__(self, raw: Any) -> None:
+        import zlib
+
+        self.raw = raw
+        self._zlib = zlib
+        self.d = zlib.decompressobj(31)
+        self.buf = b""
+        self.started = False
+        self.done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> None:
+        while not self.buf and not self.done:
+            chunk = self.raw.read(1 << 16)
+            if not chunk:
+                if self.started and not self.d.eof:
+                    raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+                self.done = True
+                return
+            self.started = True
+            self.buf = self.d.decompress(chunk)
+            while self.d.eof and self.d.unused_data:  # the next gzip member
+                rest = self.d.unused_data
+                self.d = self._zlib.decompressobj(31)
+                self.buf += self.d.decompress(rest)
+            if self.d.eof:
+                self.started = False
+
+    def readinto(self, b: Any) -> int:
+        self._fill()
+        n = min(len(b), len(self.buf))
+        b[:n] = self.buf[:n]
+        self.buf = self.buf[n:]
+        return n
+
+    def readline(self, size: int | None = -1) -> bytes:
+        parts = []
+        while True:
+            self._fill()
+            if not self.buf:
+                break
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                parts.append(self.buf[: i + 1])
+                self.buf = self.buf[i + 1 :]
+                break
+            parts.append(self.buf)
+            self.buf = b""
+        return b"".join(parts)
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+class _Tolerant:
+    """A decompressed stream that stops, instead of raising, where the file is truncated or
+    corrupt: everything before that point is read; ``error`` says what broke."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.error: BaseException | None = None
+
+    def _guard(self, call: Any, *args: Any) -> bytes:
+        import zlib
+
+        errors: tuple[type[BaseException], ...] = (EOFError, OSError, zlib.error)
+        try:
+            import zstandard
+
+            errors += (zstandard.ZstdError,)
+        except ImportError:  # pragma: no cover
+            pass
+        try:
+            return bytes(call(*args))
+        except errors as exc:
+            self.error = exc
+            return b""
+
+    def read(self, n: int) -> bytes:
+        parts: list[bytes] = []
+        got = 0
+        while got < n and self.error is None:
+            chunk = self._guard(self.fh.read, min(1 << 14, n - got))
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
+
+    def readline(self) -> bytes:
+        return b"" if self.error is not None else self._guard(self.fh.readline)
+
+    def seek(self, offset: int) -> int:
+        return int(self.fh.seek(offset))
 
 
 def _parse_block_fast(block: bytes, pos0: int, cfg: InputConfig) -> pa.Table | None:
@@ -403,8 +508,11 @@ def _read_jsonl(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
     batcher = _Batcher(cfg)
     shown = _display(f.path)
     lineno: int | None = 1 if task.start == 0 else None  # line numbers of a later range: on demand
-    with _open(f.path, cfg.storage_options) as fh:
+    with _open(f.path, cfg.storage_options) as raw:
+        fh = _Tolerant(raw)
+        end_offset = task.start
         for block, block_offset in _iter_blocks(fh, task):
+            end_offset = block_offset + len(block)
             fast = _parse_block_fast(block, base | block_offset, cfg)
             if fast is not None:
                 if len(batcher):
@@ -456,6 +564,11 @@ def _read_jsonl(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
                     batcher.add(obj.get(cfg.id_field), obj[cfg.text_field], base | line_offset, obj)
                 if len(batcher) >= cfg.read_batch_rows:
                     yield batcher.table()
+        if fh.error is not None:
+            where = f"{shown}: the file is truncated or corrupt after byte {end_offset} of its decompressed data ({type(fh.error).__name__}: {fh.error})"
+            if cfg.on_error == "fail":
+                raise InputDataError(where, hint="re-fetch the file, or set input.on_error: skip to keep the rows before the break and record it")
+            batcher.add_bad(f"{shown}:truncated", "", base | end_offset, "truncated_file", where)
     if len(batcher):
         yield batcher.table()
 

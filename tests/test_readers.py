@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401
 import pyarrow.parquet as pq
 import pytest
 import zstandard
@@ -151,9 +152,28 @@ def test_parquet_and_text_folder(tmp_path: Path) -> None:
 
 
 def test_parquet_without_text_column(tmp_path: Path) -> None:
-    pq.write_table(pa.table({"body": ["x"]}), tmp_path / "a.parquet")
-    with pytest.raises(InputDataError, match=r"a\.parquet: no column 'text' \(columns: body\)"):
-        read_all(InputConfig(format="parquet", paths=[str(tmp_path / "a.parquet")]))
+    """A Parquet input needs no text (media datasets); a text_field named but absent is an error."""
+    pq.write_table(pa.table({"body": ["x"], "image": pa.array([b"\x89PNG"], pa.binary())}), tmp_path / "a.parquet")
+    rows = read_all(InputConfig(format="parquet", paths=[str(tmp_path / "a.parquet")]))
+    assert "text" not in rows.schema.names and rows.column("image").to_pylist() == [b"\x89PNG"]
+    assert rows.column("id")[0].as_py().endswith("a.parquet:0"), "without text to hash, the place in the input names a row"
+    with pytest.raises(InputDataError, match=r"a\.parquet: no column 'caption' \(columns: body, image\)"):
+        read_all(InputConfig(format="parquet", paths=[str(tmp_path / "a.parquet")], text_field="caption"))
+
+
+def test_truncated_gzip_fails_naming_the_file_or_keeps_every_row_before_the_break(tmp_path: Path) -> None:
+    data = gzip.compress(b"".join(b'{"id": "%d", "text": "some text %d"}\n' % (i, i) for i in range(20000)))
+    (tmp_path / "t.jsonl.gz").write_bytes(data[: len(data) // 2])
+    import zlib
+
+    readable = zlib.decompressobj(31).decompress(data[: len(data) // 2]).count(b"\n")
+    with pytest.raises(InputDataError, match=r"t\.jsonl\.gz: the file is truncated or corrupt"):
+        read_all(InputConfig(format="jsonl", paths=[str(tmp_path / "t.jsonl.gz")]))
+    rows = read_all(InputConfig(format="jsonl", paths=[str(tmp_path / "t.jsonl.gz")], on_error="skip"))
+    live = rows.filter(pa.compute.is_null(rows.column("_drop_stage")))
+    assert live.column("id").to_pylist() == [str(i) for i in range(readable)]
+    bad = rows.filter(pa.compute.is_valid(rows.column("_drop_stage"))).to_pylist()
+    assert [r["_drop_rule"] for r in bad] == ["truncated_file"]
 
 
 def test_fsspec_urls_with_globs(tmp_path: Path) -> None:
