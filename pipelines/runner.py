@@ -259,8 +259,40 @@ def _delta_inputs(cfg: Any) -> list[Any]:
     return out
 
 
+def check_output(pipeline: Pipeline) -> None:
+    """The output can be written, before any work: not a plain file, a Delta table or a folder
+    holding nothing else, a writable parent folder, a known URL scheme."""
+    out = pipeline.config.output
+    paths = [("output.dataset", out.dataset)] + ([("output.dropped_dataset", out.dropped_path)] if out.keep_dropped else [])
+    for key, path in paths:
+        where = pipeline.where(tuple(key.split(".")))
+        if fs.is_url(path):
+            import fsspec
+
+            try:
+                fsspec.get_filesystem_class(fs.scheme(path))
+            except (ValueError, ImportError) as exc:
+                raise ConfigError(f"{where}: {key}: cannot write to {path!r}: {exc}", hint="use a local path or a URL fsspec knows (s3://, gs://, ...)") from None
+            continue
+        p = Path(path)
+        if p.exists() and not p.is_dir():
+            raise ConfigError(f"{where}: {key}: {path} is a file, not a dataset folder", hint="choose another output.dataset")
+        if p.is_dir() and not (p / "_delta_log").is_dir():
+            other = [c.name for c in p.iterdir() if c.name != journal.JOURNAL_DIR]
+            if other:
+                raise ConfigError(
+                    f"{where}: {key}: {path} is a folder that is not a curate dataset (it holds {', '.join(sorted(other)[:3])}{', ...' if len(other) > 3 else ''})",
+                    hint="write to an empty or new folder, or to an existing curate dataset",
+                )
+        parent = next((q for q in [p, *p.parents] if q.exists()), Path("/"))
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"{where}: {key}: cannot write under {parent} (permission denied)", hint="choose a folder you can write to")
+
+
 def validate_plan(pipeline: Pipeline) -> tuple[list[Any], list[str]]:
-    """What ``curate validate`` checks beyond the file: inputs exist, columns line up."""
+    """What ``curate validate`` checks beyond the file: inputs exist, columns line up, the output
+    can be written."""
+    check_output(pipeline)
     inputs = _plan_inputs(pipeline)
     name = "source rows" if pipeline.config.input is None else "input"
     return inputs.files, check_columns(pipeline, inputs.columns, name)
@@ -291,6 +323,8 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
     log.info("resolved config: %s", json.dumps(pipeline.resolved(), sort_keys=True))
     main_uri = fs.table_uri(out.dataset)
     dropped_uri = fs.table_uri(out.dropped_path) if out.keep_dropped else None
+    for stage in pipeline.stages:  # stages that keep state beside the dataset (a request cache)
+        stage.bind_output(main_uri, so)
 
     if run_key is not None:
         done = store.committed_run_key(main_uri, run_key, so)
@@ -301,6 +335,7 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
             return RunResult(run_id, None, None, 0, 0, [], log_file, time.time() - t_start, skipped=True)
 
     # Everything that can fail on bad input is checked before Ray starts.
+    check_output(pipeline)
     inputs = _plan_inputs(pipeline)
     labels = stage_labels(pipeline.stages)
     check_columns(pipeline, inputs.columns, "source rows" if cfg.input is None else "input")

@@ -147,3 +147,19 @@ def test_an_interpolated_value_is_a_literal_string(tmp_path: Path) -> None:
     env = {"OUT": "/tmp/my #1 dir", "COLON": "/tmp/a: b", "N": "4", "FLAG": "true"}
     data = load_yaml(p, env).data
     assert data == {"a": "/tmp/my #1 dir/ds", "b": "/tmp/a: b", "c": 4, "d": True, "e": "4"}
+
+
+def test_the_output_is_checked_before_any_work(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "x"}])
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("x")
+    for dataset, message in ((tmp_path / "afile", "is a file, not a dataset folder"),
+                             (tmp_path / "notes", "is a folder that is not a curate dataset (it holds todo.txt)"),
+                             ("nosuchscheme://bucket/ds", "cannot write to 'nosuchscheme://bucket/ds'")):
+        pipe = write_pipeline(tmp_path / "p.yaml", f"input: {{format: jsonl, paths: [{tmp_path}/in.jsonl]}}\noutput:\n  dataset: {dataset}\n")
+        for command in ("validate", "run"):
+            out = run_cli(command, str(pipe))
+            assert out.returncode == 2, out.stderr
+            said = " ".join(out.stderr.split())  # rich wraps long lines
+            assert "p.yaml:3" in said and message in said, out.stderr
