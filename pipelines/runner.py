@@ -482,7 +482,13 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
             main_uri, main_files, mode=out.mode, metadata=metadata, storage_options=so,
             default_schema=default_schema, name=cfg.name, run_key=run_key,
         )
-    except store.RunKeyCommittedError as exc:
+    except BaseException as exc:
+        # one run = one version of both tables or of neither: undo the dropped-rows commit
+        if dropped_uri is not None and dropped_version is not None:
+            _undo_commit(dropped_uri, dropped_version, run_id, so)
+        if not isinstance(exc, store.RunKeyCommittedError):
+            log.error("the commit of %s failed: %r", main_uri, exc, exc_info=True)
+            raise
         # another run with the same key committed while this one ran: it published, this does not
         msg = f"run key {run_key!r} was committed by another run while this one ran: nothing published ({exc.message})"
         log.info(msg)
@@ -507,6 +513,30 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
         console.print(f"[yellow]warning:[/] no row was kept: version {version} of {out.dataset} is empty", highlight=False)
     console.print(f"log: {log_file}", highlight=False)
     return result
+
+
+def _undo_commit(uri: str, version: int, run_id: str, so: dict[str, str]) -> None:
+    """Take back a version this run committed (the dropped-rows table, when the main commit
+    failed): restore the version before it, or remove the table this run created."""
+    from deltalake import DeltaTable
+
+    try:
+        dt = DeltaTable(uri, storage_options=so or None)
+        if int(dt.version()) != version:
+            log.warning("cannot undo version %d of %s: another run committed after it", version, uri)
+            return
+        if version == 0:
+            import shutil
+
+            if not fs.is_url(uri):
+                shutil.rmtree(uri, ignore_errors=True)
+            else:
+                fs.remove_tree(uri, so)
+        else:
+            dt.restore(version - 1)
+        log.info("undid version %d of %s (run %s published nothing)", version, uri, run_id)
+    except Exception as exc:  # report, but the main failure is what the user must see
+        log.error("could not undo version %d of %s: %r", version, uri, exc)
 
 
 def _journal_committed(main_uri: str, key: str, so: dict[str, str]) -> bool:

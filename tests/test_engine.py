@@ -441,3 +441,26 @@ output: {{dataset: {work}/{name}, keep_dropped: true}}
         assert "no row was kept" in out.stderr
         assert len(pl.read_delta(str(work / name))) == 0
     assert pl.read_delta(str(work / "all_dropped.dropped"))["rule"].to_list() == ["too_short"]
+
+
+def test_a_failed_main_commit_leaves_the_dropped_table_as_it_was(work: Path) -> None:
+    write_jsonl(work / "in.jsonl", [{"id": "1", "text": "long enough text here"}, {"id": "2", "text": "x"}])
+    pipe = write_pipeline(
+        work / "p.yaml",
+        f"""input: {{format: jsonl, paths: [{work}/in.jsonl]}}
+stages: [{{length_filter: {{min_chars: 5}}}}]
+output: {{dataset: {work}/out, keep_dropped: true, mode: append}}
+""",
+    )
+    assert run_cli("run", str(pipe), "--no-progress", cwd=work).returncode == 0
+    log_dir = work / "out" / "_delta_log"
+    subprocess.run(["chattr", "+i", str(log_dir)], check=True)  # the main commit cannot be written
+    try:
+        out = run_cli("run", str(pipe), "--no-progress", cwd=work)
+    finally:
+        subprocess.run(["chattr", "-i", str(log_dir)], check=True)
+    assert out.returncode == 4 and "cannot commit" in out.stderr, out.stderr
+    assert len(pl.read_delta(str(work / "out"))) == 1
+    assert len(pl.read_delta(str(work / "out.dropped"))) == 1, "the dropped rows of the failed run were taken back"
+    log_file = sorted((work / ".curate" / "runs").glob("*.log"))[-1].read_text()
+    assert "the commit of" in log_file and "Traceback" in log_file
