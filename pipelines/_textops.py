@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Union
 
+import numpy
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -137,19 +138,17 @@ def normalize_text(
     return pa.chunked_array(parts, type=typ), total
 
 
-def hash_column(values: pa.Array | pa.ChunkedArray, *, seed: int = 0) -> "np.ndarray":
+def hash_column(values: pa.Array | pa.ChunkedArray, *, seed: int = 0) -> numpy.ndarray:
     """xxh3-64 (with ``seed``) of the UTF-8 bytes of every value (natively, from the Arrow
     buffers): uint64, one per value; nulls hash as the empty string."""
-    import numpy as np
-
     arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     arr = pc.fill_null(arr.cast(pa.large_string()), "")
     if len(arr) == 0:
-        return np.empty(0, dtype=np.uint64)
+        return numpy.empty(0, dtype=numpy.uint64)
     bufs = arr.buffers()
     offsets = bufs[1].slice(arr.offset * 8, (len(arr) + 1) * 8)
     data = bufs[2] if bufs[2] is not None else b""
     raw = _native.hash_texts(offsets, data, seed=seed, large_offsets=True)
-    return np.frombuffer(raw, dtype="<u8")
+    return numpy.frombuffer(raw, dtype="<u8")

@@ -78,7 +78,7 @@ class _Commands(click.Group):
         try:
             loaded = ep.load()
         except ImportError as exc:
-            return click.Command(name, help=f"(unavailable: {exc}; install the extra it needs)", callback=lambda: _missing(name, exc))
+            return click.Command(name, help=f"(unavailable: {exc}; install the extra it needs)", callback=lambda _e=exc: _missing(name, _e))
         return loaded if isinstance(loaded, click.Command) else None
 
 
@@ -111,7 +111,9 @@ def cli() -> None:
                    "publish nothing and exit 0; otherwise it is recorded in this run's commit.")
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Reuse the work of an earlier unfinished run with the same config and inputs (its run journal).")
-def run(pipeline_file: str, progress: bool | None, run_key: str | None, resume: bool) -> None:
+@click.option("--dry-run", is_flag=True, help="Validate and print what each stage plans (e.g. a generation grid's size, "
+                                               "prompts, estimated tokens and time); start nothing, write nothing.")
+def run(pipeline_file: str, progress: bool | None, run_key: str | None, resume: bool, dry_run: bool) -> None:
     """Run PIPELINE_FILE and write one new version of its output dataset.
 
     The file is validated completely before Ray starts (keys, stage params, input paths, and
@@ -139,6 +141,9 @@ def run(pipeline_file: str, progress: bool | None, run_key: str | None, resume: 
 
     try:
         pipeline = load_pipeline(pipeline_file)
+        if dry_run:
+            _dry_run(pipeline)
+            return
         run_pipeline(pipeline, console=err_console, progress=progress, run_key=run_key, resume=resume)
     except CurateError as exc:
         _fail(exc)
@@ -153,6 +158,24 @@ def run(pipeline_file: str, progress: bool | None, run_key: str | None, resume: 
         err_console.print(f"[bold red]error:[/] the run failed: {type(exc).__name__}: {_first_line(exc)}", highlight=False)
         err_console.print(f"  the traceback is in {current_log_file() or 'the run log'}; no version was written (set CURATE_DEBUG=1 to see it here)", highlight=False)
         sys.exit(1)
+
+
+def _dry_run(pipeline: Any) -> None:
+    """``curate run --dry-run``: the plan check, then each stage's ``describe_plan()``."""
+    from . import fs
+    from .plan import stage_labels
+    from .runner import validate_plan
+
+    files, columns = validate_plan(pipeline)
+    out = pipeline.config.output
+    out_console.print(f"dry run of {pipeline.source}: {len(files)} input files -> {out.dataset} (nothing is run or written)", highlight=False)
+    for label, stage in zip(stage_labels(pipeline.stages), pipeline.stages):
+        stage.bind_output(fs.table_uri(out.dataset), out.storage_options)
+        plan = stage.describe_plan()
+        out_console.print(f"  - {label}" + ("" if plan else " (no plan to describe)"), highlight=False)
+        for key, value in (plan or {}).items():
+            out_console.print(f"      {key}: {value}", highlight=False)
+    out_console.print(f"  columns: {', '.join(columns)}", highlight=False)
 
 
 @cli.command()

@@ -7,7 +7,6 @@ environment, a Ray it did not start), so it can run inside an Airflow task or a 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import getpass
 import json
@@ -16,9 +15,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -28,10 +25,11 @@ import curate
 
 from . import fs, journal, store
 from .config import Pipeline
-from .errors import ConfigError, CurateError
-from .plan import check_columns, checkpoint_before_global, source_stage, stage_labels
+from .errors import CurateError
+from .plan import check_columns, checkpoint_before_global, stage_labels
+from .preflight import check_output, plan_run_inputs, validate_plan
 from .progress import ProgressDisplay, summary_table
-from .readers import input_columns, plan_inputs, source_task_rows, split_tasks, task_to_row
+from .session import check_gpus, current_log_file, ray_session, run_logging, saved_environ
 from .stage import Expand, GlobalStage
 
 log = logging.getLogger("curate")
@@ -56,122 +54,6 @@ class RunResult:
 
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-
-
-_current_log: list[str] = []
-
-
-def current_log_file() -> str | None:
-    return _current_log[-1] if _current_log else None
-
-
-_RAY_LOGGERS = ("ray", "ray.data", "ray.util", "ray._private", "ray.air")
-
-
-@contextlib.contextmanager
-def _run_logging(log_dir: str, run_id: str) -> Iterator[Path]:
-    """The run's log file gets curate's and Ray's messages; every logger touched is restored."""
-    path = Path(log_dir) / f"{run_id}.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _current_log.append(str(path))
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    touched = [log, *(logging.getLogger(n) for n in _RAY_LOGGERS)]
-    saved = [(lg, list(lg.handlers), lg.level, lg.propagate) for lg in touched]
-    log.handlers[:] = [handler]
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    try:
-        yield path
-    finally:
-        for lg, handlers, level, propagate in saved:
-            lg.handlers[:] = handlers
-            lg.setLevel(level)
-            lg.propagate = propagate
-        handler.close()
-
-
-def _route_ray_logs() -> None:
-    """Ray's own messages go to the run's log file, not the terminal."""
-    handlers = list(log.handlers)
-    for name in _RAY_LOGGERS:
-        lg = logging.getLogger(name)
-        lg.handlers[:] = handlers
-        lg.setLevel(logging.INFO if name == "ray.data" else logging.WARNING)
-        lg.propagate = False
-
-
-@contextlib.contextmanager
-def _saved_environ() -> Iterator[None]:
-    """Environment variables and ``sys.path`` as they were (plugin folders, Ray's settings); only
-    the folder of Ray's vendored packages, which importing Ray adds for good, stays."""
-    import sys
-
-    saved = dict(os.environ)
-    saved_path = list(sys.path)
-    try:
-        yield
-    finally:
-        sys.path[:] = saved_path + [p for p in sys.path if p not in saved_path and p.endswith(os.path.join("ray", "thirdparty_files"))]
-        for k in set(os.environ) - set(saved):
-            del os.environ[k]
-        for k, v in saved.items():
-            if os.environ.get(k) != v:
-                os.environ[k] = v
-
-
-@contextlib.contextmanager
-def _ray(pipeline: Pipeline) -> Iterator[dict[str, float]]:
-    """A Ray to run on: the caller's if one is initialised (left running), else the configured
-    cluster or an in-process local Ray (shut down afterwards). Yields the cluster's resources."""
-    import ray
-
-    rc = pipeline.config.ray
-    # plugin stages given as module:Class must be importable by workers too
-    pythonpath = os.pathsep.join(dict.fromkeys([os.getcwd(), str(pipeline.base_dir), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]))
-    kwargs: dict[str, Any] = {
-        "include_dashboard": False,
-        "logging_level": logging.WARNING,
-        "log_to_driver": False,
-        "runtime_env": {"env_vars": {"PYTHONPATH": pythonpath}},
-        # Ray's default logging set-up (its handlers are re-routed to the run log). With
-        # configure_logging=False the driver crashed in the GC in about 1 run of 4 here (Ray 2.60).
-        "configure_logging": True,
-    }
-    if rc.address and rc.address != "local":
-        kwargs["address"] = rc.address
-    else:
-        if rc.num_cpus:
-            kwargs["num_cpus"] = rc.num_cpus
-        if rc.num_gpus is not None:
-            kwargs["num_gpus"] = rc.num_gpus
-        if rc.object_store_memory:
-            kwargs["object_store_memory"] = int(rc.object_store_memory)
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    import ray.data  # noqa: F401  (configures its loggers on import; re-routed below)
-
-    _route_ray_logs()
-    owned = not ray.is_initialized()
-    if owned:
-        ray.init(**kwargs)
-    else:
-        log.info("using the already initialised Ray")
-    _route_ray_logs()
-    try:
-        yield {k: float(v) for k, v in ray.cluster_resources().items() if not k.startswith("node:")}
-    finally:
-        if owned:
-            ray.shutdown()
-
-
-def _check_gpus(pipeline: Pipeline, labels: list[str], resources: dict[str, float]) -> None:
-    for stage, label in zip(pipeline.stages, labels):
-        need = stage.settings.resources.gpus
-        if need and resources.get("GPU", 0) < need:
-            raise ConfigError(
-                f"stage {label!r} needs {need:g} GPU(s) per worker but the Ray cluster has {resources.get('GPU', 0):g}",
-                hint="run on a cluster with GPUs (ray.address), set ray.num_gpus for a local Ray, or choose a CPU engine for this stage",
-            )
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -224,80 +106,6 @@ def _follow(exc: BaseException) -> BaseException:
     return exc
 
 
-@dataclasses.dataclass
-class _Inputs:
-    files: list[Any]
-    tasks: list[dict[str, Any]]
-    columns: list[str]
-    lineage: list[dict[str, Any]]
-
-
-def _plan_inputs(pipeline: Pipeline) -> _Inputs:
-    cfg = pipeline.config
-    labels = stage_labels(pipeline.stages)
-    if cfg.input is None:
-        first = source_stage(pipeline)
-        rows = list(first.source_rows() or [])
-        tasks = source_task_rows(rows, first.source_rows_per_task, labels[0])
-        cols = ["id", *dict.fromkeys(k for r in rows[:100] for k in r if k != "id")]
-        return _Inputs([], tasks, cols, [{"source": labels[0], "rows": len(rows)}])
-    files = plan_inputs(cfg.input)
-    tasks = [task_to_row(t, i) for i, t in enumerate(split_tasks(files, cfg.input))]
-    lineage = [{"path": f.path, "size": f.size, "mtime": f.mtime} for f in files]
-    if cfg.input.format == "delta":
-        lineage = [{"delta": d.uri, "version": d.version, "since_version": d.since_version} for d in _delta_inputs(cfg.input)] + lineage
-    return _Inputs(files, tasks, input_columns(cfg.input, files), lineage)
-
-
-def _delta_inputs(cfg: Any) -> list[Any]:
-    from .readers import _split_version
-
-    out = []
-    for raw in cfg.paths:
-        base, version = _split_version(raw)
-        out.append(store.resolve_delta_input(fs.table_uri(base), version if version is not None else cfg.version, cfg.since_version, cfg.storage_options))
-    return out
-
-
-def check_output(pipeline: Pipeline) -> None:
-    """The output can be written, before any work: not a plain file, a Delta table or a folder
-    holding nothing else, a writable parent folder, a known URL scheme."""
-    out = pipeline.config.output
-    paths = [("output.dataset", out.dataset)] + ([("output.dropped_dataset", out.dropped_path)] if out.keep_dropped else [])
-    for key, path in paths:
-        where = pipeline.where(tuple(key.split(".")))
-        if fs.is_url(path):
-            import fsspec
-
-            try:
-                fsspec.get_filesystem_class(fs.scheme(path))
-            except (ValueError, ImportError) as exc:
-                raise ConfigError(f"{where}: {key}: cannot write to {path!r}: {exc}", hint="use a local path or a URL fsspec knows (s3://, gs://, ...)") from None
-            continue
-        p = Path(path)
-        if p.exists() and not p.is_dir():
-            raise ConfigError(f"{where}: {key}: {path} is a file, not a dataset folder", hint="choose another output.dataset")
-        if p.is_dir() and not (p / "_delta_log").is_dir():
-            other = [c.name for c in p.iterdir() if c.name != journal.JOURNAL_DIR]
-            if other:
-                raise ConfigError(
-                    f"{where}: {key}: {path} is a folder that is not a curate dataset (it holds {', '.join(sorted(other)[:3])}{', ...' if len(other) > 3 else ''})",
-                    hint="write to an empty or new folder, or to an existing curate dataset",
-                )
-        parent = next((q for q in [p, *p.parents] if q.exists()), Path("/"))
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise ConfigError(f"{where}: {key}: cannot write under {parent} (permission denied)", hint="choose a folder you can write to")
-
-
-def validate_plan(pipeline: Pipeline) -> tuple[list[Any], list[str]]:
-    """What ``curate validate`` checks beyond the file: inputs exist, columns line up, the output
-    can be written."""
-    check_output(pipeline)
-    inputs = _plan_inputs(pipeline)
-    name = "source rows" if pipeline.config.input is None else "input"
-    return inputs.files, check_columns(pipeline, inputs.columns, name)
-
-
 def run_pipeline(
     pipeline: Pipeline,
     *,
@@ -308,7 +116,7 @@ def run_pipeline(
 ) -> RunResult:
     console = console or Console(stderr=True)
     run_id = new_run_id()
-    with _saved_environ(), _run_logging(pipeline.config.run.log_dir, run_id) as log_file:
+    with saved_environ(), run_logging(pipeline.config.run.log_dir, run_id) as log_file:
         return _run(pipeline, run_id, str(log_file), console, progress, run_key, resume)
 
 
@@ -336,7 +144,7 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
 
     # Everything that can fail on bad input is checked before Ray starts.
     check_output(pipeline)
-    inputs = _plan_inputs(pipeline)
+    inputs = plan_run_inputs(pipeline)
     labels = stage_labels(pipeline.stages)
     check_columns(pipeline, inputs.columns, "source rows" if cfg.input is None else "input")
     log.info("%d input files, %d read tasks, %d bytes", len(inputs.files), len(inputs.tasks), sum(f.size for f in inputs.files))
@@ -408,10 +216,10 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
 
     show = cfg.run.progress if progress is None else progress
     t_ray = time.time()
-    with _ray(pipeline) as resources:
+    with ray_session(pipeline) as resources:
         t_ray_up = time.time()
         log.info("ray started in %.1fs: %s", t_ray_up - t_ray, resources)
-        _check_gpus(pipeline, labels, resources)
+        check_gpus(pipeline, labels, resources)
         try:
             with ProgressDisplay(poll, labels, console, show, log.info):
                 for phase, batch in execute(plan, cluster=resources, log=log.info, on_stats=lambda a: stats_holder.__setitem__("actor", a)):
@@ -577,4 +385,4 @@ def _stage_stats(labels: list[str], pipeline: Pipeline, totals: dict[str, Any], 
     return out
 
 
-__all__ = ["run_pipeline", "RunResult", "validate_plan"]
+__all__ = ["run_pipeline", "RunResult", "validate_plan", "current_log_file"]

@@ -23,15 +23,11 @@ from .. import journal
 from ..config import InputConfig
 from ..readers import read_task, task_from_row
 from ..stage import (
-    BORN,
     DROP_REASON,
     DROP_RULE,
     DROP_STAGE,
     DUPLICATE_OF,
     POS,
-    ROW_WEIGHT,
-    TASK,
-    WEIGHT,
     Expand,
     GlobalStage,
     Stage,
