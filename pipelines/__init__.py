@@ -13,6 +13,8 @@
 - :mod:`.journal`: the run journal that lets a killed run resume.
 - :mod:`.store`, :mod:`.fs`: Delta Lake datasets (one commit per run, run keys, concurrent
   writers, delta inputs); the filesystem/path helper.
+- :mod:`.preflight`: inputs, columns and the output, checked before Ray starts.
+- :mod:`.session`: the run's log file, environment and Ray, all undone when it ends.
 - :mod:`.runner`, :mod:`.api`, :mod:`.progress`, :mod:`.cli`: running, ``curate.run``, reporting,
   the ``curate`` command.
 """
