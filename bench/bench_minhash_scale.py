@@ -56,7 +56,7 @@ stages:
 output:
   dataset: {dataset}
 ray:
-  num_cpus: 2
+  num_cpus: 2{ray_extra}
 """
 
 RENSA_SCRIPT = r'''
@@ -90,20 +90,65 @@ print(json.dumps({"read": t1 - t0, "shingle_sign_lsh": t2 - t1, "write": t3 - t2
 '''
 
 
+class TreeCpu:
+    """CPU seconds (user + system) of a process tree: the last value sampled (every 0.5 s) of
+    every process seen, summed. A busy machine slows wall times; CPU time is what a tool costs."""
+
+    def __init__(self, pid: int) -> None:
+        import threading
+
+        self.pid, self.seen = pid, {}
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.NoSuchProcess:
+            return
+        while not self._stop.is_set():
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                break
+            for p in procs:
+                try:
+                    c = p.cpu_times()
+                    self.seen[(p.pid, p.create_time())] = c.user + c.system
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    pass
+            self._stop.wait(0.5)
+
+    def __enter__(self) -> "TreeCpu":
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._t.join()
+
+    @property
+    def seconds(self) -> float:
+        return float(sum(self.seen.values()))
+
+
 def run_timed(cmd: list[str], cwd: Path, log: Path, env: dict[str, str]) -> dict[str, Any]:
     with open(log, "wb") as lf:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=lf, stderr=subprocess.STDOUT, env=env)
-        with TreeMem(proc.pid) as mem:
+        with TreeMem(proc.pid) as mem, TreeCpu(proc.pid) as cpu:
             rc = proc.wait()
             wall = time.perf_counter() - t0
-    return {"rc": rc, "wall_s": wall, "peak_rss_mb": mem.peak_rss / 1e6, "peak_pss_mb": mem.peak_pss / 1e6, "log": str(log)}
+    return {"rc": rc, "wall_s": wall, "cpu_s": cpu.seconds, "peak_rss_mb": mem.peak_rss / 1e6, "peak_pss_mb": mem.peak_pss / 1e6,
+            "load_after": os.getloadavg()[0], "log": str(log)}
 
 
-def bench_curate(src: Path, work: Path, extra: str, tag: str, env: dict[str, str]) -> dict[str, Any]:
+def bench_curate(src: Path, work: Path, extra: str, tag: str, env: dict[str, str], ray_extra: str = "") -> dict[str, Any]:
     out = work / f"{tag}_out"
     yaml_path = work / f"{tag}.yaml"
-    yaml_path.write_text(CURATE_YAML.format(path=json.dumps(str(src)), dataset=json.dumps(str(out)), extra=extra))
+    yaml_path.write_text(CURATE_YAML.format(path=json.dumps(str(src)), dataset=json.dumps(str(out)), extra=extra, ray_extra=ray_extra))
     cwd = work / f"{tag}_cwd"
     cwd.mkdir()
     r = run_timed([str(VENV_BIN / "curate"), "run", "--no-progress", str(yaml_path)], cwd, work / f"{tag}.log", env)
@@ -181,12 +226,12 @@ def quality(kept_ids: list[Any], n: int, gt: Any) -> dict[str, Any]:
 
 
 def fmt(rows: list[dict[str, Any]], n: int, mb: float) -> str:
-    head = ("| tool | wall s | docs/s | once Ray is up s (docs/s) | peak RSS MB (tree) | peak PSS MB (tree) | removed "
-            "| precision | recall | pair recall | notes |")
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    head = ("| tool | wall s | docs/s | once Ray is up s (docs/s) | CPU s (tree) | load before/after | peak RSS MB (tree) "
+            "| peak PSS MB (tree) | removed | precision | recall | pair recall | notes |")
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         if r.get("rc", 0) != 0:
-            lines.append(f"| {r['tool']} | failed (rc {r['rc']}) | | | | | | | | | {r.get('error', '')[-200:]!r} |")
+            lines.append(f"| {r['tool']} | failed (rc {r['rc']}) |" + " |" * 10 + f" {r.get('error', '')[-200:]!r} |")
             continue
         q = r["quality"]
         up = "-"
@@ -205,7 +250,8 @@ def fmt(rows: list[dict[str, Any]], n: int, mb: float) -> str:
             ph = r.get("phases", {})
             notes = ", ".join(f"{k} {v:.1f}s" for k, v in ph.items() if isinstance(v, float))
         lines.append(
-            f"| {r['tool']} | {r['wall_s']:.1f} | {n / r['wall_s']:,.0f} | {up} | {r['peak_rss_mb']:,.0f} | {r['peak_pss_mb']:,.0f} "
+            f"| {r['tool']} | {r['wall_s']:.1f} | {n / r['wall_s']:,.0f} | {up} | {r.get('cpu_s', float('nan')):.0f} "
+            f"| {r.get('load_before', 0):.1f}/{r.get('load_after', 0):.1f} | {r['peak_rss_mb']:,.0f} | {r['peak_pss_mb']:,.0f} "
             f"| {q['removed']:,} | {q['removal_precision']:.4f} | {q['removal_recall']:.4f} | {q['pair_recall']:.4f} | {notes} |"
         )
     return "\n".join(lines)
@@ -217,6 +263,7 @@ def main() -> None:
     ap.add_argument("--only", default="curate,rensa")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--curate-params", default="", help="extra minhash_dedup params, e.g. ', max_group_docs: 1024'")
+    ap.add_argument("--object-store", default="", help="ray.object_store_memory of the curate run, e.g. 1GB (default: Ray's)")
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
     src = DATA / f"minhash_{a.corpus}.jsonl"
@@ -236,7 +283,8 @@ def main() -> None:
                 load = os.getloadavg()[0]
                 print(f"[{time.strftime('%H:%M:%S')}] {tool} (run {rep + 1}), load {load:.1f}", file=sys.stderr)
                 if tool == "curate":
-                    r = bench_curate(src, work, a.curate_params, f"curate{rep}", env)
+                    ray_extra = f"\n  object_store_memory: {a.object_store}" if a.object_store else ""
+                    r = bench_curate(src, work, a.curate_params, f"curate{rep}", env, ray_extra)
                 elif tool == "rensa":
                     r = bench_rensa(src, work, env)
                 else:
