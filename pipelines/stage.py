@@ -226,6 +226,15 @@ class Stage(Generic[P]):
         """Extra facts recorded in the commit metadata (e.g. a model's path and hash)."""
         return {}
 
+    def bind_output(self, dataset_uri: str, storage_options: dict[str, str] | None = None) -> None:
+        """Called on the driver before a run (and by ``curate run --dry-run``) with the output
+        dataset's location, for stages that keep state beside it (e.g. a request cache)."""
+
+    def describe_plan(self) -> dict[str, Any] | None:
+        """What ``curate run --dry-run`` prints for this stage (e.g. a generation grid's size and
+        estimated cost), computed without Ray and without running anything; ``None``: nothing."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params!r})"
 
