@@ -11,7 +11,9 @@ STAMP   = $(VENV)/.curate-installed
 $(STAMP): pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	@# llama-cpp-python (the synth extra) is built from source: without GGML_NATIVE=OFF the build
+	@# targets the build machine's CPU features and crashed on the project's VMs
+	CMAKE_ARGS="$${CMAKE_ARGS:--DGGML_NATIVE=OFF}" $(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
 env: $(STAMP)

@@ -41,7 +41,7 @@ PACKAGES: list[str] = PYPROJECT["tool"]["setuptools"]["packages"]
 EXTRAS: dict[str, list[str]] = PROJECT["optional-dependencies"]
 # Extras that `all` leaves out: `all` itself, the test and benchmark tool sets, and any extra
 # that needs a GPU (list it here when adding one).
-NOT_IN_ALL = {"all", "dev", "bench"}
+NOT_IN_ALL = {"all", "dev", "bench", "vllm"}
 # Files under the mapped folders that are deliberately not shipped in the wheel.
 NOT_SHIPPED: set[str] = set()
 # Build outputs never copied when the tree is not a git checkout (e.g. the unpacked sdist).

@@ -1,0 +1,54 @@
+"""``synth_checks``: length and format checks of generated texts, before deduplication.
+
+Rules (each can be turned off): ``truncated`` (the engine stopped at ``max_tokens``,
+``finish_reason == "length"``), ``too_short`` (fewer than ``min_words`` words), ``prompt_echo``
+(the completion repeats a long piece of its prompt), ``repetition`` (a large share of the
+text's word n-grams are repeats: the loops small models fall into).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from curate.pipelines.stage import Filter, Params
+
+
+class ChecksParams(Params):
+    drop_truncated: bool = Field(True, description="drop generations cut off at max_tokens")
+    min_words: int = Field(20, ge=0, description="drop generations with fewer words")
+    echo_chars: int = Field(80, ge=0, description="drop a text containing this many consecutive characters of its prompt's end (0: off)")
+    ngram: int = Field(4, ge=1, description="word n-gram size of the repetition check")
+    max_repeated_ngrams: float = Field(0.3, ge=0, le=1, description="drop when this share of n-grams are repeats (1: off)")
+
+
+def repeated_fraction(words: list[str], n: int) -> float:
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+class SynthChecks(Filter[ChecksParams]):
+    """Checks of generated texts: truncated, too short, prompt echo, repetition."""
+
+    name = "synth_checks"
+    Params = ChecksParams
+    reads = ("text", "finish_reason", "prompt")
+    batch_size = 1024
+
+    def keep(self, row: dict[str, Any]) -> bool | tuple[bool, str]:
+        p = self.params
+        text = row["text"] or ""
+        if p.drop_truncated and row.get("finish_reason") == "length":
+            return False, "truncated"
+        words = text.split()
+        if len(words) < p.min_words:
+            return False, "too_short"
+        prompt = (row.get("prompt") or "").strip()
+        if p.echo_chars and len(prompt) >= p.echo_chars:
+            tail = prompt[-p.echo_chars :]
+            if tail in text or prompt[: p.echo_chars] in text:
+                return False, "prompt_echo"
+        if p.max_repeated_ngrams < 1 and repeated_fraction([w.lower() for w in words], p.ngram) > p.max_repeated_ngrams:
+            return False, "repetition"
+        return True

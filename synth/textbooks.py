@@ -1,0 +1,422 @@
+"""``generate_textbooks``: a Cosmopedia-style synthetic textbook generator as an Expand stage.
+
+Two modes:
+
+- **generation** (no pipeline input): seeds are topics (``topics`` or ``topics_file``, one per
+  line), crossed with ``formats`` (templates) x ``audiences`` x ``languages``: each combination is
+  a grid cell, a source row, that expands into ``samples`` generated texts.
+- **transformation**: seeds are the input rows' ``text`` (any input, e.g. a curate dataset
+  version), each rewritten with every format (``rewrite_textbook``, ``rewrite_qa``,
+  ``rewrite_wikipedia``) x audience x language x sample.
+
+Prompts are Jinja templates (``synth/templates/NAME.jinja``, or ``templates: {NAME: path}``);
+variables: ``topic`` / ``seed_text``, ``audience``, ``audience_desc``, ``format``, ``language``,
+``max_seed_chars``. Each generation has its own seed derived from ``seed``, the cell and the
+sample index, so a grid generates the same texts on every run (for an engine that honours seeds).
+
+Every completion is cached in the output dataset's folder (:mod:`.cache`) before it is used: a
+killed or repeated run never asks the engine twice for the same (prompt, model, engine, sampling,
+sample). Every output row carries its provenance. A request that fails for good (after the
+engine's retries) drops its parent row with rule ``request_failed`` and the error as reason; the
+samples of that row that did succeed are cached, so a rerun asks only for the failed ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pyarrow as pa
+from pydantic import Field, field_validator, model_validator
+
+from curate.pipelines.errors import ConfigError
+from curate.pipelines.stage import Drops, Expand, ExpandOutput, Params, Resources
+
+from .cache import CACHE_FOLDER, RequestCache, request_key
+from .engines import Completion, Engine, EngineError, Request, RequestFailed, make_engine
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+AUDIENCES = {
+    "young_children": "young children (ages 5 to 8), in simple words with examples from everyday life",
+    "high_school": "high school students, assuming no prior knowledge of the subject",
+    "college": "college students, rigorous and detailed",
+    "researchers": "researchers and experts, precise and technical",
+}
+
+#: rough generation speed per actor (tokens/s) for --dry-run, when engine.tokens_per_second is unset
+DEFAULT_TOKENS_PER_SECOND = {"llama_cpp": 25.0, "openai": 200.0, "vllm": 2000.0}
+
+#: columns every output row has (generation mode adds ``topic``)
+PROVENANCE = (
+    "text", "seed_id", "seed_hash", "format", "audience", "language", "template", "template_hash",
+    "engine", "model", "sampling", "sample", "request_seed", "prompt", "prompt_tokens",
+    "completion_tokens", "finish_reason",
+)
+
+
+class EngineParams(Params):
+    """Which engine generates, and how. ``engine: llama_cpp`` is short for ``engine: {name: llama_cpp}``."""
+
+    name: Literal["llama_cpp", "openai", "vllm"] = "llama_cpp"
+    model: str | None = Field(None, description="model name (openai, vllm: required; llama_cpp: recorded name, default the file's)")
+    model_path: str | None = Field(None, description="llama_cpp: a GGUF file (default: the bundled Gemma 3 270M)")
+    n_ctx: int = Field(2048, ge=128, description="context length (llama_cpp, vllm)")
+    threads: int | None = Field(None, ge=1, description="llama_cpp threads (default: the stage's cpus)")
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="openai: the server's base URL (with /v1)")
+    api_key_env: str | None = Field(None, description="openai: environment variable holding the API key")
+    chat: bool = Field(False, description="openai: /chat/completions instead of /completions")
+    concurrency: int = Field(8, ge=1, description="openai: requests in flight per actor")
+    timeout: float = Field(60.0, gt=0, description="openai: seconds per request")
+    max_retries: int = Field(3, ge=0, description="openai: retries on 429, 5xx, timeouts, connection errors")
+    backoff: float = Field(0.5, ge=0, description="openai: first retry delay (doubles each retry)")
+    backoff_max: float = Field(20.0, ge=0)
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs per model")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vllm")
+    tokens_per_second: float | None = Field(None, gt=0, description="--dry-run's speed estimate per actor")
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> "EngineParams":
+        if self.name in ("openai", "vllm") and not self.model:
+            raise ValueError(f"engine {self.name} needs a model name (engine.model)")
+        return self
+
+
+class SamplingParams(Params):
+    temperature: float = Field(0.6, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: int = Field(512, ge=1)
+    stop: list[str] = Field(default_factory=list)
+
+
+class TextbookParams(Params):
+    mode: Literal["generation", "transformation"] = "generation"
+    topics: list[str] | None = Field(None, description="generation: the seed topics")
+    topics_file: str | None = Field(None, description="generation: a file of topics, one per line (relative to the pipeline file)")
+    max_seeds: int | None = Field(None, ge=1, description="generation: use this many topics, chosen with `seed`")
+    sample_fraction: float = Field(1.0, gt=0, le=1, description="transformation: share of input rows used, chosen with `seed`")
+    formats: list[str] | None = Field(None, description="template names (default: textbook; transformation: rewrite_textbook)")
+    audiences: list[str] = Field(default_factory=lambda: ["high_school"])
+    languages: list[str] = Field(default_factory=lambda: ["English"])
+    templates: dict[str, str] = Field(default_factory=dict, description="template name -> .jinja file (adds or overrides)")
+    max_seed_chars: int = Field(4000, ge=1, description="transformation: characters of the seed text put in the prompt")
+    samples: int = Field(1, ge=1, description="generations per grid cell")
+    seed: int = 0
+    sampling: SamplingParams = Field(default_factory=SamplingParams)
+    engine: EngineParams = Field(default_factory=EngineParams)
+    cache: bool = Field(True, description="cache completions (in DATASET/_curate_synth_cache, or cache_uri)")
+    cache_uri: str | None = None
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _engine_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _mode(self) -> "TextbookParams":
+        if self.mode == "generation" and not (self.topics or self.topics_file):
+            raise ValueError("generation mode needs `topics` or `topics_file`")
+        if self.mode == "transformation" and (self.topics or self.topics_file):
+            raise ValueError("transformation mode takes its seeds from the input's text: remove `topics`/`topics_file`")
+        return self
+
+
+def _hash(text: str, n: int = 16) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+def _unit(*parts: Any) -> float:
+    """A deterministic number in [0, 1) from parts."""
+    return int(hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:15], 16) / 16**15
+
+
+class GenerateTextbooks(Expand[TextbookParams]):
+    """Synthetic textbooks (Cosmopedia-style): seeds x formats x audiences x languages x samples, generated by llama_cpp, an OpenAI-compatible server or vLLM, cached and resumable."""
+
+    name = "generate_textbooks"
+    Params = TextbookParams
+    stateful = True
+    batch_size = 8
+    resources = Resources(cpus=1)
+    source_rows_per_task = 4
+    reads: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, params: TextbookParams) -> None:
+        super().__init__(params)
+        self._base_dir: Path | None = None
+        self._topics: list[str] | None = None
+        self._templates: dict[str, str] | None = None
+        self._output_uri: str | None = None
+        self._storage_options: dict[str, str] = {}
+
+    # -- declarations ------------------------------------------------------------------------
+
+    def input_columns(self) -> tuple[str, ...]:
+        return ("text",) if self.params.mode == "transformation" else ()
+
+    def output_columns(self) -> tuple[str, ...]:
+        return PROVENANCE + (("topic",) if self.params.mode == "generation" else ())
+
+    @property
+    def formats(self) -> list[str]:
+        return self.params.formats or (["textbook"] if self.params.mode == "generation" else ["rewrite_textbook"])
+
+    def check(self, base_dir: Path) -> None:
+        self._prepare(base_dir)
+
+    def bind_output(self, dataset_uri: str, storage_options: dict[str, str] | None = None) -> None:
+        self._output_uri = dataset_uri
+        self._storage_options = dict(storage_options or {})
+
+    def _prepare(self, base_dir: Path) -> None:
+        """Read the topics and templates (on the driver: workers need no access to the files)."""
+        p = self.params
+        self._base_dir = base_dir
+        if p.mode == "generation":
+            topics = list(p.topics or [])
+            if p.topics_file:
+                path = base_dir / p.topics_file
+                if not path.is_file():
+                    raise ConfigError(f"stage generate_textbooks: topics_file {p.topics_file!r} not found (looked at {path})")
+                topics += [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if t.strip() and not t.lstrip().startswith("#")]
+            topics = list(dict.fromkeys(topics))
+            if p.max_seeds is not None and p.max_seeds < len(topics):
+                chosen = set(random.Random(p.seed).sample(range(len(topics)), p.max_seeds))
+                topics = [t for i, t in enumerate(topics) if i in chosen]
+            self._topics = topics
+        templates = {}
+        for name in self.formats:
+            src = p.templates.get(name)
+            path = (base_dir / src) if src else TEMPLATES_DIR / f"{name}.jinja"
+            if not path.is_file():
+                known = sorted(f.stem for f in TEMPLATES_DIR.glob("*.jinja"))
+                raise ConfigError(f"stage generate_textbooks: no template for format {name!r} ({path} not found); shipped: {', '.join(known)}; or set templates: {{{name}: path/to/file.jinja}}")
+            templates[name] = path.read_text(encoding="utf-8")
+        try:
+            import jinja2
+
+            env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+            for name, src in templates.items():
+                env.from_string(src)
+        except ImportError as exc:
+            raise ConfigError("stage generate_textbooks needs the synth extra: pip install 'curate[synth]'") from exc
+        except jinja2.TemplateSyntaxError as exc:
+            raise ConfigError(f"stage generate_textbooks: template {name!r}: {exc}") from exc
+        self._templates = templates
+
+    def _ensure_prepared(self) -> None:
+        if self._templates is None:
+            self._prepare(self._base_dir or Path.cwd())
+
+    # -- the grid ------------------------------------------------------------------------------
+
+    def source_rows(self) -> Iterable[dict[str, Any]] | None:
+        if self.params.mode != "generation":
+            return None
+        self._ensure_prepared()
+        rows = []
+        for topic in self._topics or []:
+            sid = _hash(topic, 12)
+            for fmt in self.formats:
+                for aud in self.params.audiences:
+                    for lang in self.params.languages:
+                        rows.append({"id": f"{sid}|{fmt}|{aud}|{lang}", "topic": topic})
+        return rows
+
+    def cells(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        """The (format, audience, language) cells of one row: a source row of the grid is one cell
+        (its id names it); an input row (transformation) is crossed with all of them."""
+        if self.params.mode == "generation":
+            sid, fmt, aud, lang = str(row["id"]).split("|")
+            return [{"seed_id": sid, "seed_text": row["topic"], "format": fmt, "audience": aud, "language": lang}]
+        return [{"seed_id": str(row["id"]), "seed_text": row.get("text") or "", "format": f, "audience": a, "language": g}
+                for f in self.formats for a in self.params.audiences for g in self.params.languages]
+
+    def render(self, cell: dict[str, Any]) -> str:
+        import jinja2
+
+        env = getattr(self, "_jinja", None)
+        if env is None:
+            env = self._jinja = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+        assert self._templates is not None
+        tpl = env.from_string(self._templates[cell["format"]])
+        aud = cell["audience"]
+        return tpl.render(
+            topic=cell["seed_text"], seed_text=cell["seed_text"], audience=aud,
+            audience_desc=AUDIENCES.get(aud, aud.replace("_", " ")), format=cell["format"],
+            language=cell["language"], max_seed_chars=self.params.max_seed_chars,
+        )
+
+    def requests(self, row: dict[str, Any]) -> list[tuple[dict[str, Any], int, Request]]:
+        """Every (cell, sample index, request) of one row, in output order."""
+        s = self.params.sampling
+        out = []
+        for cell in self.cells(row):
+            prompt = self.render(cell)
+            for k in range(self.params.samples):
+                rs = int(_unit(self.params.seed, cell["seed_id"], cell["format"], cell["audience"], cell["language"], k) * 2**31)
+                out.append((cell, k, Request(prompt, s.max_tokens, s.temperature, s.top_p, rs, tuple(s.stop))))
+        return out
+
+    def selected(self, row: dict[str, Any]) -> bool:
+        f = self.params.sample_fraction
+        return f >= 1.0 or _unit("select", self.params.seed, str(row["id"])) < f
+
+    # -- running -----------------------------------------------------------------------------
+
+    @property
+    def engine_model(self) -> str:
+        return make_engine(self.params.engine).model
+
+    def _cache(self) -> RequestCache | None:
+        if not self.params.cache:
+            return None
+        if self.params.cache_uri:
+            uri = self.params.cache_uri
+            if "://" not in uri and self._base_dir is not None and not os.path.isabs(uri):
+                uri = str(self._base_dir / uri)
+            return RequestCache(uri, self._storage_options)
+        if self._output_uri:
+            from curate.pipelines import fs
+
+            return RequestCache(fs.join(self._output_uri, CACHE_FOLDER), self._storage_options)
+        return None
+
+    def setup(self) -> None:
+        self._ensure_prepared()
+        self.engine: Engine = make_engine(self.params.engine)
+        self.cache = self._cache()
+        self._engine_ready = False
+
+    def _ready_engine(self) -> Engine:
+        # the model loads on the first cache miss: a run served from the cache never loads it
+        if not self._engine_ready:
+            self.engine.setup(threads=max(1, int(self.settings.resources.cpus)))
+            self._engine_ready = True
+        return self.engine
+
+    def expand_batch(self, batch: pa.Table) -> ExpandOutput:
+        if not hasattr(self, "engine"):
+            self.setup()
+        eng = self.engine
+        rows = batch.to_pylist()
+        sampling = json.dumps(self.params.sampling.model_dump(mode="json"), sort_keys=True)
+        counters = {"requests": 0, "cache_hits": 0, "engine_calls": 0, "failed_requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "truncated": 0}
+        plan: list[list[tuple[dict[str, Any], int, Request, str]]] = []
+        results: dict[tuple[int, int], Completion | RequestFailed] = {}
+        misses: list[tuple[int, int, Request, str]] = []
+        mask = np.zeros(len(rows), dtype=bool)
+        rules: list[str | None] = [None] * len(rows)
+        reasons: list[str | None] = [None] * len(rows)
+        for i, row in enumerate(rows):
+            if not self.selected(row):
+                plan.append([])
+                mask[i], rules[i], reasons[i] = True, "not_sampled", f"outside sample_fraction {self.params.sample_fraction} (seed {self.params.seed})"
+                continue
+            items = []
+            for j, (cell, k, req) in enumerate(self.requests(row)):
+                key = request_key(eng.name, eng.model, req, k)
+                items.append((cell, k, req, key))
+                counters["requests"] += 1
+                hit = self.cache.get(key) if self.cache else None
+                if hit is not None:
+                    results[(i, j)] = hit
+                    counters["cache_hits"] += 1
+                else:
+                    misses.append((i, j, req, key))
+            plan.append(items)
+        if misses:
+            engine = self._ready_engine()
+
+            def done(m: int, result: Completion | RequestFailed) -> None:
+                i, j, _req, key = misses[m]
+                results[(i, j)] = result
+                if isinstance(result, Completion) and self.cache is not None:
+                    self.cache.put(key, result)
+
+            counters["engine_calls"] += len(misses)
+            try:
+                engine.generate([m[2] for m in misses], done)
+            except EngineError:
+                raise
+        children: list[dict[str, Any]] = []
+        parent_index: list[int] = []
+        for i, items in enumerate(plan):
+            if not items:
+                continue
+            failed = [results[(i, j)] for j in range(len(items)) if isinstance(results.get((i, j)), RequestFailed)]
+            if failed:
+                counters["failed_requests"] += len(failed)
+                f = failed[0]
+                assert isinstance(f, RequestFailed)
+                mask[i], rules[i], reasons[i] = True, f.rule, f.reason
+                continue
+            for j, (cell, k, req, _key) in enumerate(items):
+                c = results[(i, j)]
+                assert isinstance(c, Completion)
+                counters["prompt_tokens"] += c.prompt_tokens
+                counters["completion_tokens"] += c.completion_tokens
+                counters["truncated"] += c.finish_reason == "length"
+                child = {
+                    "text": c.text, "seed_id": cell["seed_id"], "seed_hash": _hash(cell["seed_text"]),
+                    "format": cell["format"], "audience": cell["audience"], "language": cell["language"],
+                    "template": cell["format"], "template_hash": _hash(self._templates[cell["format"]]) if self._templates else None,
+                    "engine": eng.name, "model": eng.model, "sampling": sampling, "sample": k,
+                    "request_seed": req.seed, "prompt": req.prompt, "prompt_tokens": c.prompt_tokens,
+                    "completion_tokens": c.completion_tokens, "finish_reason": c.finish_reason,
+                }
+                if self.params.mode == "generation":
+                    child["topic"] = cell["seed_text"]
+                children.append(child)
+                parent_index.append(i)
+        table = pa.Table.from_pylist(children) if children else pa.table({})
+        drops = Drops(mask=mask, rule=rules, reason=reasons) if mask.any() else None
+        return ExpandOutput(table, np.asarray(parent_index, dtype=np.int64), drops, counters)
+
+    # -- reporting -----------------------------------------------------------------------------
+
+    def metadata(self) -> dict[str, Any]:
+        self._ensure_prepared()
+        return {
+            "mode": self.params.mode, "engine": self.params.engine.name, "model": self.engine_model,
+            "templates": {n: _hash(s) for n, s in (self._templates or {}).items()},
+            "seeds": len(self._topics) if self._topics is not None else None,
+        }
+
+    def describe_plan(self) -> dict[str, Any]:
+        """What ``curate run --dry-run`` prints: the grid, the prompts, estimated tokens and time."""
+        self._ensure_prepared()
+        p = self.params
+        per_seed = len(self.formats) * len(p.audiences) * len(p.languages)
+        tps = p.engine.tokens_per_second or DEFAULT_TOKENS_PER_SECOND[p.engine.name]
+        actors = self.settings.concurrency or 1
+        out: dict[str, Any] = {"mode": p.mode, "engine": p.engine.name, "model": self.engine_model,
+                               "formats": len(self.formats), "audiences": len(p.audiences), "languages": len(p.languages),
+                               "samples per cell": p.samples}
+        if p.mode == "transformation":
+            out["prompts per input row"] = per_seed * p.samples
+            out["completion tokens per input row (at most)"] = per_seed * p.samples * p.sampling.max_tokens
+            return out
+        rows = list(self.source_rows() or [])
+        reqs = [r for row in rows for (_c, _k, r) in self.requests(row)]
+        cache = self._cache()
+        eng = make_engine(p.engine)
+        cached = sum(1 for row in rows for (_c, k, r) in self.requests(row) if cache and cache.get(request_key(eng.name, eng.model, r, k)) is not None) if cache else 0
+        completion = (len(reqs) - cached) * p.sampling.max_tokens
+        out.update({
+            "seeds": len(self._topics or []),
+            "grid cells": f"{len(rows)} ({len(self._topics or [])} seeds x {len(self.formats)} formats x {len(p.audiences)} audiences x {len(p.languages)} languages)",
+            "prompts": len(reqs),
+            "already cached": cached,
+            "to generate": len(reqs) - cached,
+            "estimated prompt tokens": sum(len(r.prompt) // 4 + 1 for r in reqs),
+            "completion tokens (at most)": completion,
+            "estimated time (at most)": f"{completion / tps / actors:.0f}s at {tps:g} tokens/s x {actors} actor(s)",
+        })
+        return out
