@@ -18,6 +18,7 @@ disagreement is listed (up to --show).
 
     .venv/bin/python bench/bench_filters.py                      # 100k docs (bench/data/corpus_100k.jsonl)
     .venv/bin/python bench/bench_filters.py --docs 10000         # a quicker subset
+    .venv/bin/python bench/bench_filters.py --only curate --baseline ab778c0   # this tree vs an earlier commit
 """
 
 from __future__ import annotations
@@ -66,29 +67,9 @@ def make_shards(corpus: Path, docs: int, shards: int, out: Path) -> list[Path]:
     return paths
 
 
-# What the engine fix this bench asks for would give (see bench/README.md). Ray fuses the reader
-# (one row per read task: a file descriptor) with the stages and the writer into one operator, and
-# bundles its input rows up to the largest batch size in the chain (the writer's shard_rows,
-# 250,000): every read task then lands in ONE Ray task, so the run uses one core. With
-# --engine-patch, `curate run` runs with the reader kept out of that fusion (a distinct remote arg)
-# and the writer's batch_size set to None (one write per block). Nothing else changes.
-ENGINE_PATCH = """
-import ray.data
-_orig = ray.data.Dataset.map_batches
-def _map_batches(self, fn, *args, **kwargs):
-    name = getattr(fn, "__qualname__", "")
-    if name.startswith("_write_fn"):
-        kwargs["batch_size"] = None
-    if name.startswith("_read_with_stats"):
-        kwargs["num_cpus"] = 0.999
-    return _orig(self, fn, *args, **kwargs)
-ray.data.Dataset.map_batches = _map_batches
-from curate.pipelines.cli import main
-main()
-"""
-
-
-def run_curate(shard_dir: Path, work: Path, workers: int, engine_patch: bool = False) -> dict:
+def run_curate(shard_dir: Path, work: Path, workers: int, pythonpath: Path | None = None) -> dict:
+    """`curate run` of the filter pipeline; with `pythonpath`, an earlier commit's curate
+    (bench/baseline.py) found before the editable install."""
     out = work / "curate_out"
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(str(out) + ".dropped", ignore_errors=True)
@@ -109,13 +90,16 @@ def run_curate(shard_dir: Path, work: Path, workers: int, engine_patch: bool = F
     yaml_path = work / "bench_filters.yaml"
     yaml_path.write_text(json.dumps(pipeline, indent=2))  # JSON is YAML
     curate = shutil.which("curate", path=str(ROOT / ".venv" / "bin")) or shutil.which("curate") or "curate"
+    load = os.getloadavg()[0]
     t0 = time.perf_counter()
     # Ray starts its workers at nice 15; datatrove's worker processes run at the caller's priority.
     # On a shared machine that alone skews the comparison, so both run at nice 0 here.
     env = dict(os.environ, RAY_worker_niceness=os.environ.get("RAY_worker_niceness", "0"))
-    python = str(Path(curate).parent / "python") if Path(curate).parent.joinpath("python").exists() else sys.executable
-    cmd = [python, "-c", ENGINE_PATCH] if engine_patch else [curate]
-    proc = subprocess.run([*cmd, "run", str(yaml_path), "--no-progress"], capture_output=True, text=True, env=env)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), *filter(None, [os.environ.get("PYTHONPATH")])])
+    # cwd=work: the runner puts the working directory first on the workers' PYTHONPATH, and the
+    # repository root there would shadow a --baseline package with the working tree's curate
+    proc = subprocess.run([curate, "run", str(yaml_path), "--no-progress"], capture_output=True, text=True, env=env, cwd=work)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
@@ -131,7 +115,7 @@ def run_curate(shard_dir: Path, work: Path, workers: int, engine_patch: bool = F
     for line in proc.stderr.splitlines() + proc.stdout.splitlines():
         if "processing" in line and "Ray start" in line:
             timings["summary"] = line.strip()
-    return {"wall_s": wall, "kept": kept, "dropped": dropped, "timings": timings, "meta": meta}
+    return {"wall_s": wall, "kept": kept, "dropped": dropped, "timings": timings, "meta": meta, "loadavg_1m_before": load}
 
 
 DATATROVE_SCRIPT = r"""
@@ -253,9 +237,11 @@ def main() -> None:
     ap.add_argument("--only", choices=["curate", "datatrove"], default=None)
     ap.add_argument("--show", type=int, default=10, help="disagreements to list")
     ap.add_argument(
-        "--engine-patch",
-        action="store_true",
-        help="also run curate with the writer's batch_size set to None (the engine fix this bench asks for)",
+        "--baseline",
+        metavar="COMMIT",
+        default=None,
+        help="also run curate as of COMMIT (bench/baseline.py: that commit's Python on the current native module), "
+        "after the working tree's curate; its decisions are compared with the working tree's",
     )
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
@@ -274,17 +260,23 @@ def main() -> None:
     if args.only in (None, "curate"):
         print(f"curate: {args.docs} docs, num_cpus {args.workers} ...", flush=True)
         c = run_curate(shard_dir, args.work, args.workers)
-        results["curate"] = {"wall_s": round(c["wall_s"], 1), "docs_per_s": round(args.docs / c["wall_s"], 1), "kept": len(c["kept"]), "summary": c["timings"].get("summary")}
+        results["curate"] = {"loadavg_1m_before": round(c["loadavg_1m_before"], 1), "wall_s": round(c["wall_s"], 1), "docs_per_s": round(args.docs / c["wall_s"], 1), "kept": len(c["kept"]), "summary": c["timings"].get("summary")}
         print(f"  {c['wall_s']:.1f} s, {args.docs / c['wall_s']:.1f} docs/s, kept {len(c['kept'])}", flush=True)
-    cp = None
-    if args.engine_patch and args.only in (None, "curate"):
-        print(f"curate with the writer fix: {args.docs} docs, num_cpus {args.workers} ...", flush=True)
-        cp = run_curate(shard_dir, args.work, args.workers, engine_patch=True)
-        results["curate_engine_patch"] = {"wall_s": round(cp["wall_s"], 1), "docs_per_s": round(args.docs / cp["wall_s"], 1), "kept": len(cp["kept"]), "summary": cp["timings"].get("summary")}
-        print(f"  {cp['wall_s']:.1f} s, {args.docs / cp['wall_s']:.1f} docs/s, kept {len(cp['kept'])}", flush=True)
-    if cp is not None and d is not None:
-        results["speedup_engine_patch"] = round(d["wall_s"] / cp["wall_s"], 2)
-        results["agreement_engine_patch"] = compare(cp, d, args.docs, args.show)
+    cb = None
+    if args.baseline and args.only in (None, "curate"):
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from baseline import make_baseline
+
+        base = make_baseline(args.baseline)
+        sha = (base / "_SUCCESS").read_text().strip()
+        print(f"curate@{sha[:7]} (baseline): {args.docs} docs, num_cpus {args.workers} ...", flush=True)
+        cb = run_curate(shard_dir, args.work, args.workers, pythonpath=base)
+        results["curate_baseline"] = {"loadavg_1m_before": round(cb["loadavg_1m_before"], 1), "commit": sha, "wall_s": round(cb["wall_s"], 1), "docs_per_s": round(args.docs / cb["wall_s"], 1), "kept": len(cb["kept"]), "summary": cb["timings"].get("summary")}
+        print(f"  {cb['wall_s']:.1f} s, {args.docs / cb['wall_s']:.1f} docs/s, kept {len(cb['kept'])}", flush=True)
+    if cb is not None and d is not None:
+        results["speedup_baseline"] = round(d["wall_s"] / cb["wall_s"], 2)
+    if cb is not None and c is not None:
+        results["agreement_with_baseline"] = compare(c, cb, args.docs, args.show)
     if c is not None and d is not None:
         results["speedup"] = round(d["wall_s"] / c["wall_s"], 2)
         results["agreement"] = compare(c, d, args.docs, args.show)

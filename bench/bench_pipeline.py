@@ -25,8 +25,11 @@ cached under bench/data/bench_inputs/, into K contiguous JSONL files read by all
 
 Results: a Markdown table on stdout and JSON in bench/results/bench_pipeline-<time>.json.
 
+With --baseline COMMIT, curate as of an earlier commit (bench/baseline.py: that commit's Python code
+on the working tree's native module) runs too, as tool curate@<sha>, right after curate.
+
 usage: .venv/bin/python bench/bench_pipeline.py [--corpus PATH ...] [--limit N] [--only curate,polars]
-                                                [--shards 2] [--workers 2] [--keep]
+                                                [--shards 2] [--workers 2] [--keep] [--baseline COMMIT]
 """
 
 from __future__ import annotations
@@ -154,7 +157,7 @@ def run_timed(cmd: list[str], cwd: Path, log: Path, env: dict | None = None) -> 
 
 # --------------------------------------------------------------------------- curate
 
-def bench_curate(files: list[Path], work: Path) -> dict:
+def bench_curate(files: list[Path], work: Path, pythonpath: Path | None = None) -> dict:
     exe = VENV_BIN / "curate"
     if not exe.exists():
         exe = Path(shutil.which("curate") or "curate")
@@ -163,6 +166,8 @@ def bench_curate(files: list[Path], work: Path) -> dict:
     yaml_path.write_text(CURATE_YAML.format(paths=", ".join(json.dumps(str(f)) for f in files), dataset=json.dumps(str(out))))
     # PYTHONFAULTHANDLER: a crash (e.g. a segfault at shutdown) leaves a Python stack in the log
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1", PYTHONFAULTHANDLER="1")
+    if pythonpath is not None:  # --baseline: an earlier commit's curate, found before the editable install
+        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), *filter(None, [os.environ.get("PYTHONPATH")])])
     # cwd=work: the run log (.curate/runs) goes to the scratch dir, not the repo
     r = run_timed([str(exe), "run", "--no-progress", str(yaml_path)], work, work / "curate.log", env)
     r["cmd"] = f"curate run --no-progress {yaml_path}"
@@ -374,6 +379,8 @@ def main() -> None:
     ap.add_argument("--tmp", default=None, help="scratch folder (default: a new temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder with the outputs")
     ap.add_argument("--no-check", action="store_true", help="skip reading the outputs back to compare them")
+    ap.add_argument("--baseline", metavar="COMMIT", default=None,
+                    help="also run curate as of COMMIT (bench/baseline.py), right after the working tree's curate")
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     ap.add_argument("--_out", help=argparse.SUPPRESS)
     ap.add_argument("--_result", help=argparse.SUPPRESS)
@@ -390,6 +397,14 @@ def main() -> None:
     bad = [t for t in tools if t not in TOOLS]
     if bad:
         sys.exit(f"unknown tool(s) {bad}; choose from {TOOLS}")
+    base_dir = None
+    if a.baseline:
+        from baseline import make_baseline
+
+        base_dir = make_baseline(a.baseline)
+        base_tool = "curate@" + (base_dir / "_SUCCESS").read_text().strip()[:7]
+        tools.insert(tools.index("curate") + 1 if "curate" in tools else 0, base_tool)
+        READERS[base_tool] = read_curate
     files = prepare_inputs(a.corpus, a.limit, a.shards)
     n_docs, n_bytes = count_docs(files)  # docs, uncompressed JSONL bytes (MB/s is over these)
     file_bytes = sum(f.stat().st_size for f in files)
@@ -406,11 +421,14 @@ def main() -> None:
             tw.mkdir(parents=True)
             load = os.getloadavg()[0]
             print(f"running {tool} (run {rep + 1}/{a.repeat}, load {load:.1f}) ...", file=sys.stderr, flush=True)
-            r = bench_curate(files, tw) if tool == "curate" else bench_child(tool, files, tw, a.workers)
+            if tool == "curate" or tool.startswith("curate@"):
+                r = bench_curate(files, tw, base_dir if tool.startswith("curate@") else None)
+            else:
+                r = bench_child(tool, files, tw, a.workers)
             r.update(tool=tool, run=rep + 1, loadavg_1m_before=load)
             r["docs_per_s"] = n_docs / r["wall_s"]
             r["mb_per_s"] = n_bytes / 1e6 / r["wall_s"]
-            if tool == "curate" and "processing_s" in r:
+            if tool.startswith("curate") and "processing_s" in r:
                 r["notes"] = f"Ray start {r['ray_start_s']:.1f}s, processing {r['processing_s']:.1f}s " \
                              f"({n_docs / max(r['processing_s'], 1e-9):,.0f} docs/s)"
             elif tool in ("datatrove", "polars") and "inner" in r:
