@@ -29,6 +29,19 @@ def run_cli(*args: str, cwd: Path | str | None = None, env: dict[str, str] | Non
     )
 
 
+def need_shared_data(path: Path, what: str) -> None:
+    """Skip a test whose shared data (``../shared/...``, beside the repository, not in it) is
+    missing, saying so; in CI (``CI=true``) fail instead, so a missing data set is never a silent skip."""
+    import pytest
+
+    if path.exists():
+        return
+    msg = f"{what}: needs {path} (shared evaluation data beside the repository, not part of it)"
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(msg + "; CI=true, so this fails instead of skipping")
+    pytest.skip(msg)
+
+
 def write_jsonl(path: Path, rows: list[dict[str, object] | str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from helpers import need_shared_data
 
 from curate.filters import minhash_core as mc
 
@@ -283,8 +284,8 @@ def test_connected_components_inputs() -> None:
 @pytest.fixture(scope="module")
 def spdx() -> tuple[list[str], list[str], list[tuple[float, str, str]]]:
     tarball, pairs_tsv = NEARDUP / "spdx_license_texts.tar.gz", NEARDUP / "spdx_pairs_j50.tsv"
-    if not (tarball.exists() and pairs_tsv.exists()):
-        pytest.skip(f"shared SPDX near-duplicate data not found under {NEARDUP}")
+    need_shared_data(tarball, "SPDX near-duplicate licence texts")
+    need_shared_data(pairs_tsv, "SPDX near-duplicate ground truth")
     texts: dict[str, str] = {}
     with tarfile.open(tarball) as tf:
         for m in tf.getmembers():
