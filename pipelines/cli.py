@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 import curate
@@ -20,7 +22,7 @@ Exit codes:
   0  success
   1  the run failed (see the log file it names)
   2  invalid pipeline file or command line: nothing was run or written
-  3  bad input data (malformed record with on_error: fail)
+  3  bad input data (a malformed record with on_error: fail, or an unreadable input file)
   4  dataset missing or unreadable
   130 interrupted (Ctrl-C): no version was written
 """
@@ -29,15 +31,22 @@ err_console = Console(stderr=True)
 out_console = Console()
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[-1] if text else ""
+def _clean(text: str) -> str:
+    from .runner import clean_text
+
+    return clean_text(text)
 
 
 def _fail(exc: CurateError) -> None:
-    err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+    """Every problem on its own ``error:`` line (validation reports them all), hints under them;
+    no terminal colour codes from the message, nothing cut off."""
+    for line in _clean(exc.message).splitlines():
+        if line.startswith("  hint: "):
+            err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+        else:
+            err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
     if exc.hint:
-        err_console.print(f"  hint: {exc.hint}", highlight=False)
+        err_console.print(f"  hint: {_clean(exc.hint)}", highlight=False, markup=False, soft_wrap=True)
     sys.exit(exc.exit_code)
 
 
@@ -153,10 +162,13 @@ def run(pipeline_file: str, progress: bool | None, run_key: str | None, resume: 
     except Exception as exc:
         if os.environ.get("CURATE_DEBUG"):
             raise
-        from .runner import current_log_file
+        from .runner import current_log_file, describe_failure
 
-        err_console.print(f"[bold red]error:[/] the run failed: {type(exc).__name__}: {_first_line(exc)}", highlight=False)
-        err_console.print(f"  the traceback is in {current_log_file() or 'the run log'}; no version was written (set CURATE_DEBUG=1 to see it here)", highlight=False)
+        what, where = describe_failure(exc)
+        err_console.print(f"[bold red]error:[/] the run failed: {escape(what)}", highlight=False, soft_wrap=True)
+        if where:
+            err_console.print(f"  raised at {where}", highlight=False, markup=False, soft_wrap=True)
+        err_console.print(f"  the traceback is in {current_log_file() or 'the run log'}; no version was written (set CURATE_DEBUG=1 to see it here)", highlight=False, markup=False, soft_wrap=True)
         sys.exit(1)
 
 
@@ -217,30 +229,34 @@ def versions(dataset: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(entries, indent=2, default=str))
         return
-    table = Table(title=dataset, title_justify="left")
-    for col in ("version", "time (UTC)", "run", "rows", "dropped", "inputs", "config"):
-        table.add_column(col, justify="right" if col in ("version", "rows", "dropped", "inputs") else "left", no_wrap=col in ("time (UTC)", "run"))
+    # readable at 80 columns: one line per version (nothing wraps or is elided); the seconds, the
+    # inputs column and the config fingerprint's tail only where the terminal is wide enough
+    wide = out_console.width >= 96
+    table = Table(title=dataset, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=0)
+    cols = ("version", "time (UTC)", "run", "rows", "dropped", *(("inputs",) if wide else ()), "config")
+    for col in cols:
+        table.add_column(col, justify="right" if col in ("version", "rows", "dropped", "inputs") else "left", no_wrap=True)
     for e in entries:
         run_ = e["run"]
-        ts = e.get("timestamp")
-        when = _fmt_time(ts)
+        when = _fmt_time(e.get("timestamp"), seconds=wide)
+        fp = str(run_.get("config_fingerprint", ""))
         table.add_row(
             str(e["version"]),
             when,
             run_.get("run_id", e.get("operation") or ""),
             f"{run_['rows']:,}" if "rows" in run_ else "",
             f"{run_['rows_in'] - run_['rows']:,}" if "rows_in" in run_ else "",
-            str(len(run_.get("inputs", []))) if run_ else "",
-            run_.get("config_fingerprint", ""),
+            *((str(len(run_.get("inputs", []))) if run_ else "",) if wide else ()),
+            fp if wide else fp[:8],
         )
     out_console.print(table)
 
 
-def _fmt_time(ts: Any) -> str:
+def _fmt_time(ts: Any, seconds: bool = True) -> str:
     from datetime import datetime, timezone
 
     if isinstance(ts, (int, float)):
-        return datetime.fromtimestamp(ts / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        return datetime.fromtimestamp(ts / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
     return str(ts or "")
 
 
@@ -314,33 +330,40 @@ def show(dataset_ref: str, list_files: bool, as_json: bool, show_config: bool) -
 
 @cli.command()
 @click.argument("dataset")
-@click.option("--older-than", "hours", type=click.IntRange(min=0), default=24, show_default=True,
-              help="Only files last modified at least this many hours ago (protects a run in progress).")
+@click.option("--older-than", "minutes", type=click.FloatRange(min=0), default=None, metavar="MINUTES",
+              help="Keep files younger than this of runs not known to have ended (a run may still be writing them) "
+                   "[default: 60]. Files of a run known to have ended (killed or failed) go at any age.")
+@click.option("--journals", is_flag=True,
+              help="Also delete the shards an unfinished run's resume journal names, and that journal (no resume then).")
 @click.option("--delete", is_flag=True, help="Delete them; without it, only list what would be deleted.")
-def vacuum(dataset: str, hours: int, delete: bool) -> None:
-    """Remove shards that no version of DATASET references (left by killed runs).
+def vacuum(dataset: str, minutes: float | None, journals: bool, delete: bool) -> None:
+    """Remove shards that no version of DATASET (or of its dropped-rows table) references.
 
-    Every version stays readable: files of old versions are kept (this is Delta Lake's vacuum
-    with every version kept). By default only lists the files; --delete removes them.
+    Such shards are left by runs that were killed or failed. Nothing is committed: the version
+    history stays as it is and every version stays readable. Kept: shards of a run in progress,
+    shards an unfinished run's journal names (the next run with the same config reuses them;
+    --journals removes them and the journal), and files younger than --older-than minutes of
+    runs not known to have ended. Lists by default; --delete removes them.
     """
-    from .store import open_table
+    from .store import VACUUM_MINUTES, apply_vacuum, plan_vacuum
 
     try:
-        dt = open_table(dataset)
+        plan = plan_vacuum(dataset, VACUUM_MINUTES if minutes is None else minutes, journals)
     except CurateError as exc:
         _fail(exc)
-    versions = [int(h["version"]) for h in dt.history()]
-    files = dt.vacuum(
-        retention_hours=hours,
-        dry_run=not delete,
-        enforce_retention_duration=False,
-        full=True,
-        keep_versions=versions,
-    )
-    for f in files:
-        click.echo(f)
-    verb = "deleted" if delete else "would delete (use --delete)"
-    err_console.print(f"{len(files)} unreferenced files {verb}; all {len(versions)} versions kept", highlight=False)
+    for uri, _ in plan.delete:
+        click.echo(uri)
+    if delete:
+        apply_vacuum(plan)
+    size = sum(s for _, s in plan.delete)
+    verb = "deleted" if delete else "would be deleted (use --delete)"
+    tables = " and ".join(f"{t} ({plan.versions[t]} versions)" for t in plan.tables)
+    err_console.print(f"{len(plan.delete)} unreferenced files ({size / 1e6:,.1f} MB) {verb}; every version of {tables} kept, none added",
+                      highlight=False, markup=False, soft_wrap=True)
+    for why, n in plan.kept.items():
+        err_console.print(f"  kept {n} unreferenced files {why}", highlight=False, markup=False, soft_wrap=True)
+    if journals and plan.dead_attempts:
+        err_console.print(f"  {'removed' if delete else 'would remove'} {len(plan.dead_attempts)} unfinished run journal(s)", highlight=False, markup=False)
 
 
 @cli.command()

@@ -257,6 +257,7 @@ def parse_pipeline(located: Located) -> Pipeline:
         raise ConfigError(_errors_to_message(exc, located, (), PipelineConfig)) from None
 
     stages: list[Stage[Any]] = []
+    problems: list[ConfigError] = []  # every bad stage is reported, not only the first
     base_dir = Path(located.path).resolve().parent
     with plugin_path(base_dir):
         for i, spec in enumerate(config.stages):
@@ -264,12 +265,14 @@ def parse_pipeline(located: Located) -> Pipeline:
             try:
                 cls = resolve_stage(spec.type)
             except ConfigError as exc:
-                raise ConfigError(f"{located.where(key)}: {format_key(('stages', i))}: {exc.message}", exc.hint) from None
+                problems.append(ConfigError(f"{located.where(key)}: {format_key(('stages', i))}: {exc.message}", exc.hint))
+                continue
             params_model: type[Params] = cls.Params
             try:
                 params = params_model.model_validate(spec.params)
             except ValidationError as exc:
-                raise ConfigError(_errors_to_message(exc, located, key, params_model)) from None
+                problems.append(ConfigError(_errors_to_message(exc, located, key, params_model)))
+                continue
             stage = cls(params)
             r = spec.run
             stage = stage.with_(
@@ -279,9 +282,25 @@ def parse_pipeline(located: Located) -> Pipeline:
             try:
                 stage.check(base_dir)
             except ConfigError as exc:
-                raise ConfigError(f"{located.where(key)}: {format_key(key)}: {exc.message}", exc.hint) from None
+                problems.append(ConfigError(f"{located.where(key)}: {format_key(key)}: {exc.message}", exc.hint))
+                continue
             stages.append(stage)
+    if problems:
+        raise combine_errors(problems)
     return Pipeline(config=config, stages=stages, source=located.path, base_dir=base_dir, located=located)
+
+
+def combine_errors(problems: list[ConfigError]) -> ConfigError:
+    """One error reporting every problem: each on its own line (``curate`` prints ``error:``
+    before each), each hint under its problem."""
+    if len(problems) == 1:
+        return problems[0]
+    lines = []
+    for p in problems:
+        lines.append(p.message)
+        if p.hint:
+            lines.append(f"  hint: {p.hint}")
+    return ConfigError("\n".join(lines))
 
 
 @contextlib.contextmanager

@@ -107,6 +107,7 @@ def plan_inputs(cfg: InputConfig, where: str = "input.paths") -> list[InputFile]
     """Expand paths and globs into files (sorted, de-duplicated). Raises ConfigError for paths that match nothing."""
     out: list[str] = []
     metas: dict[str, tuple[int, float | None]] = {}
+    missing: list[ConfigError] = []  # every path that matches nothing is reported, not only the first
     for i, raw in enumerate(cfg.paths):
         if cfg.format == "delta":
             base, version = _split_version(raw)
@@ -118,14 +119,17 @@ def plan_inputs(cfg: InputConfig, where: str = "input.paths") -> list[InputFile]
             continue
         matched = _expand(raw, cfg)
         if not matched:
-            raise ConfigError(
-                f"{where}[{i}]: no input files match {raw!r}",
-                hint="check the path (relative paths are relative to the current directory)",
-            )
+            missing.append(ConfigError(f"{where}[{i}]: no input files match {raw!r}"))
+            continue
         for path, size, mtime in matched:
             if path not in metas:
                 out.append(path)
                 metas[path] = (size, mtime)
+    if missing:
+        from .config import combine_errors
+
+        missing[-1].hint = "check the path (relative paths are relative to the current directory)"
+        raise combine_errors(missing)
     return [InputFile(i, p, metas[p][0], metas[p][1]) for i, p in enumerate(out)]
 
 
@@ -291,15 +295,19 @@ class _Batcher:
 
 
 def read_task(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
-    """Read one task's rows as Arrow tables (runs inside a Ray task)."""
-    if cfg.format == "jsonl":
-        yield from _read_jsonl(task, cfg)
-    elif cfg.format in ("parquet", "delta"):
-        yield from _read_parquet(task, cfg)
-    elif cfg.format == "text":
-        yield from _read_text(task, cfg)
-    else:  # pragma: no cover - excluded by config validation
-        raise ValueError(cfg.format)
+    """Read one task's rows as Arrow tables (runs inside a Ray task). A file that cannot be read
+    (gone, no permission, an I/O error) is an :class:`InputDataError` naming it (exit 3)."""
+    try:
+        if cfg.format == "jsonl":
+            yield from _read_jsonl(task, cfg)
+        elif cfg.format in ("parquet", "delta"):
+            yield from _read_parquet(task, cfg)
+        elif cfg.format == "text":
+            yield from _read_text(task, cfg)
+        else:  # pragma: no cover - excluded by config validation
+            raise ValueError(cfg.format)
+    except (OSError, EOFError) as exc:
+        raise InputDataError(f"{_display(task.file.path)}: cannot read the file ({type(exc).__name__}: {_one_line(exc)})") from None
 
 
 def _line_number(path: str, offset: int, cfg: InputConfig) -> int:
@@ -531,6 +539,13 @@ def _read_jsonl(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
                     lineno += 1
                 stripped = line.strip()
                 if not stripped:
+                    # counted, not an error: dropped by stage read (rule blank_line), so the rows
+                    # read ("in" of stage read) equal the file's line count
+                    # (a line number, or in a later byte range the line's byte offset: not counted per line)
+                    at = f"{shown}:{this_line}" if this_line is not None else f"{shown}@{line_offset}"
+                    batcher.add_bad(at, "", base | line_offset, "blank_line", f"{at}: blank line")
+                    if len(batcher) >= cfg.read_batch_rows:
+                        yield batcher.table()
                     continue
                 problem = None
                 try:
@@ -573,6 +588,29 @@ def _read_jsonl(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
         yield batcher.table()
 
 
+_BAD_TEXT_HINT = (
+    "the text column must hold strings, as in JSONL inputs (where a number is rejected too): convert the column, "
+    "read another column with input.text_field, or set input.on_error: skip to drop and record such rows"
+)
+
+
+def _non_string_text(schema: pa.Schema, cfg: InputConfig) -> str | None:
+    """Why the text column cannot be read as text (it is not a string column), or None.
+
+    Numbers are not converted to text: a JSONL record whose text is a number fails (or is skipped)
+    as well, so both formats treat the same data the same way."""
+    t = schema.field(cfg.text_field).type
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t) or str(t) == "string_view":
+        return None
+    return f"column {cfg.text_field!r} is {t}, not a string"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _read_parquet(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
     f = task.file
     base = f.index << POS_SHIFT
@@ -580,8 +618,8 @@ def _read_parquet(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
     with _open(f.path, cfg.storage_options) as fh:
         try:
             pf = pq.ParquetFile(fh)
-        except pa.ArrowInvalid as exc:
-            raise InputDataError(f"{shown}: not a readable Parquet file: {exc}") from None
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputDataError(f"{shown}: not a readable Parquet file: {_one_line(exc)}") from None
         names = list(pf.schema_arrow.names)
         has_text = cfg.text_field in names
         if not has_text and cfg.text_field != "text":
@@ -589,20 +627,55 @@ def _read_parquet(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
                 f"{shown}: no column {cfg.text_field!r} (columns: {', '.join(sorted(names))})",
                 hint="set input.text_field to the column holding the text",
             )
+        bad_text = _non_string_text(pf.schema_arrow, cfg) if has_text else None
+        if bad_text is not None and cfg.on_error == "fail":
+            raise InputDataError(f"{shown}: {bad_text}", hint=_BAD_TEXT_HINT)
         keep = [c for c in (names if cfg.keep_fields is None else cfg.keep_fields) if c not in (cfg.id_field, cfg.text_field)]
         wanted = [c for c in (cfg.id_field, cfg.text_field, *keep) if c in names]
         row = 0
-        for rb in pf.iter_batches(batch_size=cfg.read_batch_rows, columns=list(dict.fromkeys(wanted))):
+        batches = pf.iter_batches(batch_size=cfg.read_batch_rows, columns=list(dict.fromkeys(wanted)))
+        while True:
+            try:
+                rb = next(batches)
+            except StopIteration:
+                break
+            except (OSError, EOFError, ValueError, pa.ArrowException) as exc:
+                # a corrupt page or row group: name the file and where it broke, as for a truncated .gz
+                where = f"{shown}: the Parquet file is corrupt after row {row} ({type(exc).__name__}: {_one_line(exc)})"
+                if cfg.on_error == "fail":
+                    raise InputDataError(where, hint="re-fetch or rewrite the file, or set input.on_error: skip to keep the rows before the break and record it") from None
+                # on_error: skip: the rows before the break were yielded; the break is one dropped row
+                cols: dict[str, Any] = {"id": pa.array([f"{shown}:corrupt"], pa.string())}
+                if has_text:
+                    cols["text"] = pa.array([""], pa.string())
+                for k in keep:
+                    cols[k] = pa.nulls(1, pf.schema_arrow.field(k).type) if k in names else pa.nulls(1, pa.string())
+                cols[POS] = pa.array([base + row], pa.int64())
+                cols[DROP_STAGE] = pa.array(["read"], pa.string())
+                cols[DROP_RULE] = pa.array(["corrupt_file"], pa.string())
+                cols[DROP_REASON] = pa.array([where], pa.string())
+                cols[DUPLICATE_OF] = pa.nulls(1, pa.string())
+                yield pa.table(cols)
+                break
             n = rb.num_rows
-            text = rb.column(cfg.text_field).cast(pa.string()) if has_text else None
+            text = None
+            if has_text:
+                col = rb.column(cfg.text_field)
+                if bad_text is None:
+                    text = col.cast(pa.string())
+                else:  # kept as it reads in the dropped-rows table, when it can be shown as text
+                    try:
+                        text = col.cast(pa.string())
+                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                        text = pa.nulls(n, pa.string())
             positions = pa.array(range(base + row, base + row + n), pa.int64())
             if cfg.id_field in names and cfg.id_field != cfg.text_field:
                 ids = rb.column(cfg.id_field).cast(pa.string())
-            elif text is not None:
+            elif text is not None and bad_text is None:
                 ids = pa.array([xxhash.xxh3_128_hexdigest(t.encode()) if t is not None else None for t in text.to_pylist()], pa.string())
             else:  # no text to hash: the row's place in the input names it
                 ids = pa.array([f"{shown}:{row + i}" for i in range(n)], pa.string())
-            cols: dict[str, Any] = {"id": ids}
+            cols = {"id": ids}
             if text is not None:
                 cols["text"] = text
             for k in keep:
@@ -612,7 +685,13 @@ def _read_parquet(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
                 cols[c] = pa.nulls(n, pa.string())
             row += n
             table = pa.table(cols)
-            if text is not None and text.null_count:
+            if bad_text is not None:
+                import pyarrow.compute as pc
+
+                table = table.set_column(table.schema.get_field_index("text"), "text", pc.fill_null(table.column("text"), ""))
+                for c, v in ((DROP_STAGE, "read"), (DROP_RULE, "bad_text"), (DROP_REASON, f"{shown}: {bad_text}")):
+                    table = table.set_column(table.schema.get_field_index(c), c, pa.array([v] * n, pa.string()))
+            elif text is not None and text.null_count:
                 table = _drop_null_text(table, shown, cfg)
             yield table
 
@@ -625,9 +704,14 @@ def input_columns(cfg: InputConfig, files: list[InputFile]) -> list[str]:
         return ["id"]
     with _open(files[0].path, cfg.storage_options) as fh:
         try:
-            names = list(pq.ParquetFile(fh).schema_arrow.names)
-        except pa.ArrowInvalid as exc:
-            raise InputDataError(f"{_display(files[0].path)}: not a readable Parquet file: {exc}") from None
+            schema = pq.ParquetFile(fh).schema_arrow
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputDataError(f"{_display(files[0].path)}: not a readable Parquet file: {_one_line(exc)}") from None
+    names = list(schema.names)
+    if cfg.text_field in names and cfg.on_error == "fail":
+        bad = _non_string_text(schema, cfg)
+        if bad is not None:  # before Ray starts (the reader checks every file)
+            raise InputDataError(f"{_display(files[0].path)}: {bad}", hint=_BAD_TEXT_HINT)
     cols = ["id"]
     if cfg.text_field in names:
         cols.append("text")

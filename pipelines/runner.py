@@ -12,6 +12,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import socket
 import time
 import uuid
@@ -20,6 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 from rich.console import Console
+from rich.markup import escape
 
 import curate
 
@@ -56,26 +58,97 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\[(?:\d{1,3};)*\d{1,3}m(?=\S)")
+#: lines Ray Data adds to a task's error: advice about its retry settings, not about the failure
+_RAY_ADVICE = ("To change retry attempts", "Failed to apply UDF transform", "if you believe this to be transient")
+
+
+def clean_text(text: str) -> str:
+    """An error text as a user should read it: no terminal colour codes, none of Ray's retry
+    advice, no blank lines (the rest is kept whole: never cut to one line)."""
+    lines = []
+    for line in _ANSI.sub("", text).splitlines():
+        if line.strip().startswith(_RAY_ADVICE):
+            continue
+        if line.strip():
+            lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (\S+)', re.M)
+_RAISED = re.compile(r"^((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Interrupt|Exit|Warning)?)(?:\(\w+\))?: (.*)$")
+
+
+def describe_failure(exc: BaseException) -> tuple[str, str | None]:
+    """``(what, where)`` of an unexpected failure, for the one-line report: the innermost error's
+    type and whole message (from the remote traceback when a Ray task raised it), and the file,
+    line and function that raised it, if known."""
+    found = _follow(exc)
+    texts = [clean_text(str(e)) for e in _chain(exc)]
+    frames = [m for t in texts for m in _FRAME.finditer(t)]
+    where = None
+    if frames:
+        path, line, func = frames[-1].groups()
+        where = f"{_short_path(path)}:{line} in {func}"
+    message = clean_text(str(found))
+    name = type(found).__name__
+    if type(found).__module__.startswith("ray.") or _FRAME.search(message):
+        # Ray's wrapper (UserCodeException, RayTaskError): the real error is the last one raised
+        # in the remote traceback text
+        remote = _remote_error(texts)
+        if remote is not None:
+            name, message = remote
+    return f"{name}: {message}" if message else name, where
+
+
+def _remote_error(texts: list[str]) -> tuple[str, str] | None:
+    """The last exception line of a traceback in ``texts`` that is not Ray's own (with the lines
+    of its message that follow it)."""
+    found = None
+    for text in texts:
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            m = _RAISED.match(line)
+            if not m or m.group(1).startswith("ray.") or i == 0 or not lines[i - 1].startswith((" ", "\t")):
+                continue
+            message = [m.group(2)]
+            for more in lines[i + 1 :]:
+                if more.startswith(("The above exception", "During handling", "Traceback", "ray::")) or _FRAME.match(more):
+                    break
+                message.append(more.strip())
+            found = (m.group(1).rsplit(".", 1)[-1], " ".join(message).strip())
+    return found
+
+
+def _short_path(path: str) -> str:
+    for marker in ("site-packages/", "/pipelines/", "/filters/", "/synth/", "/annotation/"):
+        if marker in path:
+            return (marker.strip("/") + "/" if marker != "site-packages/" else "") + path.split(marker, 1)[1]
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return rel if not rel.startswith("..") else path
+
+
 def _unwrap(exc: BaseException) -> BaseException:
     """The user-facing error inside a Ray task failure, if there is one.
 
     Ray Data wraps an exception raised in a task in ``UserCodeException``, which reaches the
     driver pickled, without its ``__cause__``; the remote traceback text still names curate's
-    error, so it is rebuilt from there when the chain is cut."""
+    error (and its hint, on the next line), so it is rebuilt from there when the chain is cut."""
     found = _follow(exc)
     if isinstance(found, CurateError):
         return found
-    import re
-
     from . import errors
 
-    text = "\n".join(str(e) for e in _chain(exc))
-    matches = re.findall(r"curate\.pipelines\.errors\.(\w+Error): (.+)", text)
+    text = "\n".join(clean_text(str(e)) for e in _chain(exc))
+    matches = re.findall(r"curate\.pipelines\.errors\.(\w+Error): (.+)((?:\n  hint: .+)?)", text)
     if matches:
-        name, message = matches[-1]
+        name, message, hint = matches[-1]
         cls = getattr(errors, name, None)
         if isinstance(cls, type) and issubclass(cls, CurateError):
-            hint = None
+            hint = hint.partition("  hint: ")[2].strip() or None
             if "\n  hint: " in message:
                 message, _, hint = message.partition("\n  hint: ")
             return cls(message.strip(), hint)
@@ -117,7 +190,21 @@ def run_pipeline(
     console = console or Console(stderr=True)
     run_id = new_run_id()
     with saved_environ(), run_logging(pipeline.config.run.log_dir, run_id) as log_file:
-        return _run(pipeline, run_id, str(log_file), console, progress, run_key, resume)
+        main_uri, so = fs.table_uri(pipeline.config.output.dataset), pipeline.config.output.storage_options
+        try:
+            result = _run(pipeline, run_id, str(log_file), console, progress, run_key, resume)
+        except BaseException:
+            _end_marker(main_uri, run_id, so, failed=True)  # its shards are garbage: `curate vacuum` removes them at once
+            raise
+        _end_marker(main_uri, run_id, so, failed=result.skipped)  # skipped: its shards are garbage
+        return result
+
+
+def _end_marker(main_uri: str, run_id: str, so: dict[str, str], *, failed: bool) -> None:
+    try:
+        store.unmark_run(main_uri, run_id, so, failed=failed)
+    except Exception as exc:  # never hide the run's own outcome
+        log.warning("could not update the run marker of %s: %r", run_id, exc)
 
 
 def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progress: bool | None, run_key: str | None, resume: bool) -> RunResult:
@@ -153,6 +240,8 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
             log.warning("input file %s is empty", f.path)
             console.print(f"[yellow]warning:[/] input file {f.path} is empty")
 
+    # this run is writing shards into the dataset folder (`curate vacuum` leaves them alone)
+    store.mark_run_alive(main_uri, run_id, so)
     has_global = any(isinstance(s, GlobalStage) for s in pipeline.stages)
     checkpoint = checkpoint_before_global(pipeline.stages)
     # where and how it runs (ray:, run:) does not change what it writes: not part of the key
@@ -205,10 +294,12 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
     last_beat = [time.time()]
 
     def poll() -> dict[str, dict[str, Any]]:
-        if jr is not None and time.time() - last_beat[0] > 20:
+        if time.time() - last_beat[0] > 20:
             last_beat[0] = time.time()
             try:
-                jr.heartbeat()
+                store.mark_run_alive(main_uri, run_id, so)  # the heartbeat of a run on another host
+                if jr is not None:
+                    jr.heartbeat()
             except OSError as exc:
                 log.warning("journal heartbeat failed: %r", exc)
         actor = stats_holder.get("actor")
@@ -246,6 +337,11 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
         t_exec = time.time()
 
     stage_stats = _stage_stats(labels, pipeline, totals, live_stats)
+    try:  # ids shared by several rows make duplicate_of ambiguous: counted, and warned about
+        duplicate_ids: int | None = store.count_duplicate_ids(main_uri, main_files, so)
+    except Exception as exc:
+        log.warning("could not count duplicate ids: %r", exc)
+        duplicate_ids = None
     kept = int(totals.get("kept", 0))
     total_in = int(totals.get("inputs", 0))
     metadata = {
@@ -260,6 +356,7 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
         "stage_metadata": {label: s.metadata() for label, s in zip(labels, pipeline.stages) if s.metadata()},
         "rows": kept,
         "rows_in": total_in,
+        "duplicate_ids": duplicate_ids,
         "journal": {"key": key, "resumed_tasks": len(reused), "attempts": [*(jr.reused_from if jr else []), run_id]} if jr else None,
         "timings": {"ray_start_s": round(t_ray_up - t_ray, 3), "execute_s": round(t_exec - t_ray_up, 3)},
         "ray": {"address": cfg.ray.address or "local", "resources": resources},
@@ -307,6 +404,8 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
     log.info("committed %s version %d (%d rows, %d files)", main_uri, version, kept, len(main_files))
     if jr is not None:
         jr.discard()
+        for earlier in jr.reused_from:  # killed runs whose work this version published
+            _end_marker(main_uri, earlier, so, failed=False)
     elapsed = time.time() - t_start
     result = RunResult(run_id, version, dropped_version, kept, total_in - kept, stage_stats, log_file, elapsed, resumed_tasks=len(reused))
     console.print(summary_table(stage_stats, f"run {run_id}"))
@@ -316,6 +415,12 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
         + f" ({elapsed:.1f}s, of which Ray start {t_ray_up - t_ray:.1f}s, processing {t_exec - t_ray_up:.1f}s)",
         highlight=False,
     )
+    if duplicate_ids:
+        msg = (f"{duplicate_ids:,} of the {kept:,} rows of version {version} have an id another of its rows has too "
+               "(duplicate_of cannot tell them apart): give every input record its own id (the field input.id_field "
+               "names; a record without it gets the hash of its text)")
+        log.warning(msg)
+        console.print(f"[yellow]warning:[/] {escape(msg)}", highlight=False)
     if kept == 0:
         log.warning("version %d of %s holds no rows", version, out.dataset)
         console.print(f"[yellow]warning:[/] no row was kept: version {version} of {out.dataset} is empty", highlight=False)

@@ -89,9 +89,10 @@ def test_skip_policy_counts_and_records(tmp_path: Path) -> None:
     )
     cfg = InputConfig(format="jsonl", paths=[str(p)], on_error="skip")
     t = read_all(cfg)
-    assert t.num_rows == 5
+    assert t.num_rows == 6  # one row per line: the blank line is counted too
     bad = t.filter(pa.compute.is_valid(t.column(DROP_STAGE)))
-    assert bad.column(DROP_RULE).to_pylist() == ["invalid_utf8", "not_an_object", "missing_text"]
+    assert bad.column(DROP_RULE).to_pylist() == ["invalid_utf8", "not_an_object", "missing_text", "blank_line"]
+    assert bad.column("id").to_pylist()[3].endswith("a.jsonl:5")
     reasons = bad.column(DROP_REASON).to_pylist()
     assert reasons[0].endswith("a.jsonl:2: invalid UTF-8 at byte 26 of the line")
     assert reasons[1].endswith("a.jsonl:3: expected a JSON object, got list")
