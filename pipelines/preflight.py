@@ -69,7 +69,9 @@ def check_output(pipeline: Pipeline) -> None:
         if p.exists() and not p.is_dir():
             raise ConfigError(f"{where}: {key}: {path} is a file, not a dataset folder", hint="choose another output.dataset")
         if p.is_dir() and not (p / "_delta_log").is_dir():
-            other = [c.name for c in p.iterdir() if c.name != journal.JOURNAL_DIR]
+            # a killed first run leaves its journal, its shards and stages' state (_curate_*): resumable
+            other = [c.name for c in p.iterdir() if c.name != journal.JOURNAL_DIR and not c.name.startswith("_curate")
+                     and not (c.name.startswith("part-") and c.name.endswith(".parquet"))]
             if other:
                 raise ConfigError(
                     f"{where}: {key}: {path} is a folder that is not a curate dataset (it holds {', '.join(sorted(other)[:3])}{', ...' if len(other) > 3 else ''})",
