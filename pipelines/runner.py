@@ -58,7 +58,8 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\[(?:\d{1,3};)*\d{1,3}m(?=\S)")
+#: terminal control sequences, and Ray's colour codes around a task name whose ESC was lost
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\[\d{1,2}m(?=ray::)|(?<=\(\))\[\d{1,2}m")
 #: lines Ray Data adds to a task's error: advice about its retry settings, not about the failure
 _RAY_ADVICE = ("To change retry attempts", "Failed to apply UDF transform", "if you believe this to be transient")
 

@@ -474,9 +474,7 @@ def unmark_run(dataset_uri: str, run_id: str, storage_options: dict[str, str] | 
     fs.remove_tree(marker, storage_options)
     runs = fs.join(dataset_uri, JOURNAL_DIR, RUNS_DIR)
     if not fs.list_dir(runs, storage_options):
-        fs.remove_tree(runs, storage_options)
-        if not fs.list_dir(fs.join(dataset_uri, JOURNAL_DIR), storage_options):
-            fs.remove_tree(fs.join(dataset_uri, JOURNAL_DIR), storage_options)
+        fs.remove_tree(runs, storage_options)  # (the journal folder stays, as a finished journal leaves it)
 
 
 def _referenced(uri: str, storage_options: dict[str, str] | None) -> set[str]:
