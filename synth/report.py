@@ -7,7 +7,8 @@ that failed for good), ``duplicate_rate`` and the kept texts' ``completion_token
 version's rows, its dropped-rows table (``keep_dropped: true``) and the grid in its commit
 metadata: a child's id ``<parent>/<k>`` names its cell (``k`` runs over formats x audiences x
 languages x samples in that order), a grid row's id ``<seed>|<format>|<audience>|<language>``
-too.
+too. In transformation mode a failed request drops its input row, which belongs to every cell:
+it is counted in the stage's counters (``failed_requests``), not per cell.
 """
 
 from __future__ import annotations

@@ -257,24 +257,10 @@ def test_a_killed_run_and_a_rerun_never_regenerate_what_is_cached(proxy: FaultPr
     assert again.sort("id")["text"].to_list() == df.sort("id")["text"].to_list()
 
 
-def test_failed_requests_drop_their_row_with_the_reason(proxy: FaultProxy, tmp_path: Path) -> None:
-    proxy.script = ["400"]  # the first request of the run
-    pipe = pipeline(tmp_path, proxy, topics=2)
-    out = run_cli("run", str(pipe), "--no-progress", cwd=tmp_path, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert len(pl.read_delta(str(tmp_path / "out"))) == 3
-    dropped = pl.read_delta(str(tmp_path / "out.dropped"))
-    assert dropped["rule"].to_list() == ["request_failed"] and "HTTP 400" in dropped["reason"][0]
-    report = run_cli("synth-report", str(tmp_path / "out"), "--json")
-    assert report.returncode == 0, report.stderr
-    cells = json.loads(report.stdout)["cells"]
-    assert len(cells) == 2 and sum(c["kept"] for c in cells) == 3 and sum(c["failed"] for c in cells) == 1
-    assert {(c["format"], c["audience"]) for c in cells} == {("textbook", "high_school"), ("textbook", "college")}
-
-
-def test_transformation_mode_rewrites_input_documents(proxy: FaultProxy, tmp_path: Path) -> None:
+def test_transformation_mode_and_a_failed_request_dropped_with_its_reason(proxy: FaultProxy, tmp_path: Path) -> None:
     docs = [{"id": "doc-a", "text": "Photosynthesis turns light, water and carbon dioxide into sugar and oxygen."},
-            {"id": "doc-b", "text": "A fraction names a part of a whole: one half, two thirds."}]
+            {"id": "doc-b", "text": "A fraction names a part of a whole: one half, two thirds."},
+            {"id": "doc-c", "text": "Volcanoes erupt when magma rises through the crust."}]
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
     pipe = write_pipeline(tmp_path / "rewrite.yaml", f"""input: {{format: jsonl, paths: [{tmp_path}/in.jsonl]}}
 stages:
@@ -283,15 +269,29 @@ stages:
       formats: [rewrite_qa, rewrite_wikipedia]
       audiences: [college]
       sampling: {{max_tokens: 8}}
-      engine: {{name: openai, base_url: "{proxy.url}", model: gemma-3-270m}}
-output: {{dataset: {tmp_path}/out}}
+      engine: {{name: openai, base_url: "{proxy.url}", model: gemma-3-270m, concurrency: 1}}
+    run: {{batch_size: 1, concurrency: 1}}
+output: {{dataset: {tmp_path}/out, keep_dropped: true}}
 ray: {{num_cpus: 2}}
 """)
+    proxy.script = ["ok", "ok", "400"]  # the third request of the run: a 4xx is not retried
     out = run_cli("run", str(pipe), "--no-progress", cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr
+    assert proxy.requests == 6
+    dropped = pl.read_delta(str(tmp_path / "out.dropped"))
+    assert dropped["rule"].to_list() == ["request_failed"] and "HTTP 400" in dropped["reason"][0] and "injected 400" in dropped["reason"][0]
+    (failed,) = dropped["id"].to_list()
     df = pl.read_delta(str(tmp_path / "out")).sort("id")
-    assert df["id"].to_list() == ["doc-a/0", "doc-a/1", "doc-b/0", "doc-b/1"]
-    assert df["format"].to_list() == ["rewrite_qa", "rewrite_wikipedia"] * 2 and df["parent_id"].to_list() == ["doc-a", "doc-a", "doc-b", "doc-b"]
+    ids = sorted(f"{d['id']}/{k}" for d in docs for k in (0, 1) if d["id"] != failed)
+    assert df["id"].to_list() == ids and len(ids) == 4
+    assert df["format"].to_list() == ["rewrite_qa", "rewrite_wikipedia"] * 2 and df["parent_id"].to_list() == [i.split("/")[0] for i in ids]
     assert df["seed_id"].to_list() == df["parent_id"].to_list() and df["seed_hash"][0] != df["seed_hash"][2]
-    assert "Photosynthesis turns light" in df["prompt"][0] and all(t != docs[0]["text"] for t in df["text"])
-    assert proxy.requests == 4
+    assert df["text"].str.len_chars().min() > 0 and df["text"][0] not in {d["text"] for d in docs}
+    assert "Source text:" in df["prompt"][0] and any(d["text"] in df["prompt"][0] for d in docs)
+    report = run_cli("synth-report", str(tmp_path / "out"), "--json")
+    assert report.returncode == 0, report.stderr
+    cells = {(c["format"], c["audience"]): c for c in json.loads(report.stdout)["cells"]}
+    assert set(cells) == {("rewrite_qa", "college"), ("rewrite_wikipedia", "college")}
+    assert [cells[k]["kept"] for k in sorted(cells)] == [2, 2]
+    # a failed input row is one parent for every cell: counted once, in the stage's counters
+    assert json.loads(report.stdout)["counters"]["failed_requests"] == 1
