@@ -17,7 +17,6 @@ import asyncio
 import dataclasses
 import os
 import random
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -149,8 +148,9 @@ class LlamaCppEngine(Engine):
             except ValueError as exc:  # e.g. the prompt is longer than the context
                 on_done(i, RequestFailed("request_failed", f"llama_cpp: {exc}"))
                 continue
+            assert isinstance(out, dict)  # not a stream: stream=False
             choice = out["choices"][0]
-            usage = out.get("usage") or {}
+            usage: dict[str, Any] = dict(out.get("usage") or {})
             on_done(i, Completion(choice["text"], int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)), str(choice.get("finish_reason") or "stop")))
 
     def close(self) -> None:
@@ -320,7 +320,3 @@ ENGINES: dict[str, type[Engine]] = {"llama_cpp": LlamaCppEngine, "openai": OpenA
 def make_engine(cfg: Any) -> Engine:
     return ENGINES[cfg.name](cfg)
 
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    return fn(), time.perf_counter() - t0

@@ -66,7 +66,7 @@ def cell_summary(dataset: str, version: int | None = None, storage_options: dict
     if grid is None:
         raise DatasetError(f"version {entry['version']} of {dataset} was not written by a pipeline with generate_textbooks")
     label, params = grid
-    counters = next((s.get("counters", {}) for s in meta.get("stages", []) if s.get("stage") == label), {})
+    counters: dict[str, Any] = next((s.get("counters", {}) for s in meta.get("stages", []) if s.get("stage") == label), {})
     kept = pl.read_delta(dataset, version=entry["version"], storage_options=storage_options)
     kept = kept.select([*CELL, pl.col("completion_tokens")]) if "format" in kept.columns else pl.DataFrame(schema={**dict.fromkeys(CELL, pl.Utf8), "completion_tokens": pl.Int64})
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}

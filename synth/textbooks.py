@@ -404,10 +404,13 @@ class GenerateTextbooks(Expand[TextbookParams]):
             out["completion tokens per input row (at most)"] = per_seed * p.samples * p.sampling.max_tokens
             return out
         rows = list(self.source_rows() or [])
-        reqs = [r for row in rows for (_c, _k, r) in self.requests(row)]
+        pairs = [(k, r) for row in rows for (_c, k, r) in self.requests(row)]
+        reqs = [r for _k, r in pairs]
         cache = self._cache()
         eng = make_engine(p.engine)
-        cached = sum(1 for row in rows for (_c, k, r) in self.requests(row) if cache and cache.get(request_key(eng.name, eng.model, r, k)) is not None) if cache else 0
+        cached = 0
+        if cache is not None:
+            cached = len([1 for k, r in pairs if cache.get(request_key(eng.name, eng.model, r, k)) is not None])
         completion = (len(reqs) - cached) * p.sampling.max_tokens
         out.update({
             "seeds": len(self._topics or []),
