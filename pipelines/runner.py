@@ -201,6 +201,24 @@ def run_pipeline(
         return result
 
 
+def _remove_dead_runs_shards(main_uri: str, so: dict[str, str], console: Console) -> None:
+    """After a commit: the unreferenced shards of earlier runs known to have ended without
+    publishing them (killed, failed) go, as `curate vacuum --delete` would remove them; shards an
+    unfinished run's journal names, and files of runs in progress or of unknown state, stay."""
+    try:
+        if not store.dead_run_markers(main_uri, so):
+            return  # (cheap: the whole history is read only when there is something to remove)
+        plan = store.plan_vacuum(main_uri, older_than_minutes=float("inf"), storage_options=so)
+        store.apply_vacuum(plan, so)
+    except Exception as exc:  # the version is committed: never fail the run for this
+        log.warning("could not remove the shards of earlier killed runs: %r", exc)
+        return
+    if plan.delete:
+        msg = f"removed {len(plan.delete)} unreferenced shards of earlier runs that were killed or failed"
+        log.info(msg)
+        console.print(msg, highlight=False)
+
+
 def _end_marker(main_uri: str, run_id: str, so: dict[str, str], *, failed: bool) -> None:
     try:
         store.unmark_run(main_uri, run_id, so, failed=failed)
@@ -365,6 +383,10 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
         "user": getpass.getuser(),
         "started_at": datetime.fromtimestamp(t_start, timezone.utc).isoformat(),
     }
+    try:  # alive until committed (a run on another host is judged by its heartbeat)
+        store.mark_run_alive(main_uri, run_id, so)
+    except OSError as exc:
+        log.warning("run marker heartbeat failed: %r", exc)
     pause = float(os.environ.get("CURATE_PAUSE_BEFORE_COMMIT", "0") or 0)
     if pause > 0:  # a failure-injection point for tests: every shard is written, nothing committed
         log.info("pausing %.1fs before the commit (CURATE_PAUSE_BEFORE_COMMIT)", pause)
@@ -405,6 +427,8 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
     log.info("committed %s version %d (%d rows, %d files)", main_uri, version, kept, len(main_files))
     if jr is not None:
         jr.discard()
+    _remove_dead_runs_shards(main_uri, so, console)
+    if jr is not None:
         for earlier in jr.reused_from:  # killed runs whose work this version published
             _end_marker(main_uri, earlier, so, failed=False)
     elapsed = time.time() - t_start

@@ -477,6 +477,14 @@ def unmark_run(dataset_uri: str, run_id: str, storage_options: dict[str, str] | 
         fs.remove_tree(runs, storage_options)  # (the journal folder stays, as a finished journal leaves it)
 
 
+def dead_run_markers(dataset_uri: str, storage_options: dict[str, str] | None) -> list[str]:
+    """Run ids whose marker says the run ended without removing it (killed or failed)."""
+    from . import journal as jn
+
+    runs = fs.join(dataset_uri, jn.JOURNAL_DIR, RUNS_DIR)
+    return [r for r in fs.list_dir(runs, storage_options) if not jn.attempt_alive(fs.join(runs, r), storage_options or {})]
+
+
 def _referenced(uri: str, storage_options: dict[str, str] | None) -> set[str]:
     """Every data file any version of the table names (adds, removes, change files of every log
     entry, and the latest version's files): relative paths, decoded."""
@@ -640,17 +648,16 @@ def apply_vacuum(plan: VacuumPlan, storage_options: dict[str, str] | None = None
         fs.remove_tree(folder, storage_options)
     for table in plan.tables[:1]:
         root = fs.join(table, JOURNAL_DIR)
-        for key in fs.list_dir(root, storage_options):
+        for key in fs.list_dir(root, storage_options):  # emptied folders (the journal folder itself stays)
             if not fs.list_dir(fs.join(root, key), storage_options):
                 fs.remove_tree(fs.join(root, key), storage_options)
-        if fs.exists(root, storage_options) and not fs.list_dir(root, storage_options):
-            fs.remove_tree(root, storage_options)
 
 
 __all__ = [
     "METADATA_KEY",
     "VacuumPlan",
     "apply_vacuum",
+    "dead_run_markers",
     "mark_run_alive",
     "plan_vacuum",
     "unmark_run",

@@ -17,6 +17,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 from helpers import curate_exe, run_cli, write_jsonl, write_pipeline
 
 from curate.pipelines import store
@@ -208,7 +209,16 @@ output: {{dataset: {tmp_path}/out, keep_dropped: true, shard_rows: 40}}
     shown = run_cli("show", str(main), cwd=tmp_path)
     assert shown.returncode == 0 and "not written by curate run" not in shown.stdout
     assert pl.read_delta(str(main)).height == 150 and pl.read_delta(str(dropped)).height == 50
-    assert not (main / "_curate_journal").exists()
+    assert not list(main.glob("_curate_journal/*")), "no run marker or journal left behind"
+
+    # without vacuum, the next run removes a killed run's shards itself
+    _kill_before_commit(tmp_path, pipe, [main, dropped], "--no-resume")
+    again = run_cli("run", str(pipe), "--no-progress", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "unreferenced shards of earlier runs that were killed or failed" in again.stderr
+    for t in (main, dropped):
+        assert {p.name for p in t.glob("*.parquet")} == {Path(u).name for u in DeltaTable(str(t)).file_uris()} | {p.name for p in committed[t]}
+    committed = {t: set(t.glob("*.parquet")) for t in (main, dropped)}
 
     # shards an unfinished run's journal names are kept (the next run reuses them) unless --journals
     attempt = main / "_curate_journal" / "k" / "20260101T000000Z-dead00"
@@ -221,7 +231,7 @@ output: {{dataset: {tmp_path}/out, keep_dropped: true, shard_rows: 40}}
     assert kept.returncode == 0 and shard.exists()
     assert "kept 1 unreferenced files named by an unfinished run's journal" in " ".join(kept.stderr.split())
     gone = run_cli("vacuum", str(main), "--delete", "--journals", cwd=tmp_path)
-    assert gone.returncode == 0 and not shard.exists() and not (main / "_curate_journal").exists()
+    assert gone.returncode == 0 and not shard.exists() and not list(main.glob("_curate_journal/*"))
 
 
 def test_vacuum_keeps_young_files_of_runs_not_known_to_have_ended(tmp_path: Path) -> None:
