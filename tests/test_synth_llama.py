@@ -57,6 +57,8 @@ ray: {{num_cpus: 2}}
     first = json.loads(run_cli("versions", str(tmp_path / "out"), "--json").stdout)[0]["run"]
     c = {s["stage"]: s for s in first["stages"]}["generate_textbooks"]["counters"]
     assert (c["engine_calls"], c["cache_hits"]) == (2, 0)
+    dry = run_cli("run", str(pipe), "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0 and "already cached: 2" in dry.stdout and "to generate: 0" in dry.stdout, dry.stdout + dry.stderr
 
     out = run_cli("run", str(pipe), "--no-progress", cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr
