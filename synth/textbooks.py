@@ -145,7 +145,8 @@ class GenerateTextbooks(Expand[TextbookParams]):
     batch_size = 8
     resources = Resources(cpus=1)
     source_rows_per_task = 4
-    reads: ClassVar[tuple[str, ...]] = ()
+    reads: ClassVar[tuple[str, ...]] = ()  # transformation mode: text (input_columns)
+    writes: ClassVar[tuple[str, ...]] = PROVENANCE  # generation mode adds topic (output_columns)
 
     def __init__(self, params: TextbookParams) -> None:
         super().__init__(params)
