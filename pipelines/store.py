@@ -557,8 +557,15 @@ def plan_vacuum(path: str, older_than_minutes: float = VACUUM_MINUTES, journals:
     from . import journal as jn
 
     uri = table_uri(path)
-    if _open_latest(uri, storage_options) is None:
+    dt = _open_latest(uri, storage_options)
+    if dt is None:
         raise DatasetError(f"no curate dataset at {path}", hint="a dataset is created by `curate run`")
+    try:  # a dropped-rows table: vacuum its dataset (where the run markers and journals are) and it
+        main = run_metadata(uri, int(dt.version()), storage_options).get("of_dataset")
+    except Exception:
+        main = None
+    if main and _open_latest(table_uri(main), storage_options) is not None:
+        uri = table_uri(main)
     plan = VacuumPlan()
     now = time.time() if now is None else now
     # runs: alive or dead, from the run markers and the journal attempts (both in the main folder)

@@ -246,6 +246,14 @@ def test_vacuum_keeps_young_files_of_runs_not_known_to_have_ended(tmp_path: Path
     assert out.returncode == 0 and young.exists() and "younger than 60 minutes" in out.stderr
     out = run_cli("vacuum", str(tmp_path / "ds"), "--delete", "--older-than", "0")
     assert out.returncode == 0 and not young.exists()
+    # a dropped-rows table given by itself: vacuumed with its dataset
+    (tmp_path / "ds.dropped").mkdir()
+    store.commit(str(tmp_path / "ds.dropped"), [], mode="overwrite", metadata={"run_id": "R0", "of_dataset": str(tmp_path / "ds")},
+                 storage_options=None, default_schema=table.schema)
+    stray = tmp_path / "ds.dropped" / "part-R8-c.zstd.parquet"
+    pq.write_table(table, stray)
+    out = run_cli("vacuum", str(tmp_path / "ds.dropped"), "--older-than", "0")
+    assert out.returncode == 0 and out.stdout.split() == [str(stray)] and f"{tmp_path / 'ds'} (1 versions)" in out.stderr
 
 
 # ------------------------------------------------------------------ item 9: smaller
