@@ -83,6 +83,8 @@ class FaultProxy:
         self.hang_s = 5.0
         self.requests = 0
         self.forwarded = 0
+        self.in_flight = 0
+        self.last_arrival = 0.0
         self.lock = threading.Lock()
         proxy = self
 
@@ -94,7 +96,16 @@ class FaultProxy:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 with proxy.lock:
                     proxy.requests += 1
+                    proxy.in_flight += 1
+                    proxy.last_arrival = time.time()
                     action = proxy.script.pop(0) if proxy.script else "ok"
+                try:
+                    self._handle(action, body)
+                finally:
+                    with proxy.lock:
+                        proxy.in_flight -= 1
+
+            def _handle(self, action: str, body: bytes) -> None:
                 if action == "hang":
                     time.sleep(proxy.hang_s)
                     return self._send(504, b'{"error": "hung"}')
@@ -129,6 +140,13 @@ class FaultProxy:
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_quiet(self, seconds: float = 3.0, timeout: float = 60.0) -> None:
+        """Until nothing is in flight and nothing arrived for ``seconds`` (a killed run's Ray
+        workers can outlive its driver for a moment and finish a request)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline and (self.in_flight or time.time() - self.last_arrival < seconds):
+            time.sleep(0.1)
 
     def close(self) -> None:
         self.server.shutdown()
@@ -230,7 +248,7 @@ def test_a_killed_run_and_a_rerun_never_regenerate_what_is_cached(proxy: FaultPr
     assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-3000:] if proc.stderr else ''}"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    time.sleep(1.0)  # requests the dead run had in flight reach the proxy or not: count from here
+    proxy.wait_quiet()  # what the dead run had in flight is answered (and cached) or gone: count from here
     cached = len(list(cache.glob("*/*.json")))
     assert 5 <= cached < total
     assert not (tmp_path / "out" / "_delta_log").exists()
