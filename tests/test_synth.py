@@ -184,3 +184,16 @@ output: {{dataset: {tmp_path}/out}}
     assert "estimated time (at most): 24s at 50 tokens/s x 2 actor(s)" in out.stdout
     assert "synth_checks (no plan to describe)" in out.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_request_cache_on_a_url_filesystem() -> None:
+    """The cache goes through curate.pipelines.fs: the same code on a local folder or an fsspec URL
+    (memory:// here; s3:// and gs:// with the output's storage_options)."""
+    from curate.synth.cache import RequestCache
+    from curate.synth.engines import Completion
+
+    cache = RequestCache("memory://synth-test/out/_curate_synth_cache", {})
+    key = request_key("llama_cpp", "m", Request("p", 8, 0.6, 0.95, 1), 0)
+    assert cache.get(key) is None and cache.count() == 0
+    cache.put(key, Completion("text", 3, 8, "length"))
+    assert cache.get(key) == Completion("text", 3, 8, "length") and cache.count() == 1
