@@ -91,6 +91,11 @@ def describe_failure(exc: BaseException) -> tuple[str, str | None]:
     if frames:
         path, line, func = frames[-1].groups()
         where = f"{_short_path(path)}:{line} in {func}"
+    elif found.__traceback__ is not None:  # raised here, in the driver
+        import traceback
+
+        last = traceback.extract_tb(found.__traceback__)[-1]
+        where = f"{_short_path(last.filename)}:{last.lineno} in {last.name}"
     message = clean_text(str(found))
     name = type(found).__name__
     if type(found).__module__.startswith("ray.") or _FRAME.search(message):
