@@ -22,11 +22,13 @@ CACHE_FOLDER = "_curate_synth_cache"
 
 def request_key(engine: str, model: str, req: Request, sample: int) -> str:
     """The cache key of one generation (hex sha256)."""
-    ident = {
-        "engine": engine, "model": model, "prompt": req.prompt, "sample": sample,
-        "sampling": {"max_tokens": req.max_tokens, "temperature": req.temperature, "top_p": req.top_p,
-                     "seed": req.seed, "stop": list(req.stop)},
-    }
+    sampling: dict[str, Any] = {"max_tokens": req.max_tokens, "temperature": req.temperature, "top_p": req.top_p,
+                                "seed": req.seed, "stop": list(req.stop)}
+    # penalties join the key only when set, so the keys of completions cached without them stay valid
+    for name in ("frequency_penalty", "presence_penalty"):
+        if getattr(req, name):
+            sampling[name] = getattr(req, name)
+    ident = {"engine": engine, "model": model, "prompt": req.prompt, "sample": sample, "sampling": sampling}
     return hashlib.sha256(json.dumps(ident, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 

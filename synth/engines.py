@@ -32,6 +32,9 @@ class Request:
     top_p: float
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    #: OpenAI's penalties (llama.cpp, OpenAI-compatible servers and vLLM all take them)
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,6 +147,7 @@ class LlamaCppEngine(Engine):
                 out = self.llm.create_completion(
                     req.prompt, max_tokens=req.max_tokens, temperature=req.temperature, top_p=req.top_p,
                     seed=req.seed, stop=list(req.stop) or None,
+                    frequency_penalty=req.frequency_penalty, presence_penalty=req.presence_penalty,
                 )
             except ValueError as exc:  # e.g. the prompt is longer than the context
                 on_done(i, RequestFailed("request_failed", f"llama_cpp: {exc}"))
@@ -195,6 +199,10 @@ class OpenAIEngine(Engine):
             body["seed"] = req.seed
         if req.stop:
             body["stop"] = list(req.stop)
+        if req.frequency_penalty:
+            body["frequency_penalty"] = req.frequency_penalty
+        if req.presence_penalty:
+            body["presence_penalty"] = req.presence_penalty
         if self.cfg.chat:
             body["messages"] = [{"role": "user", "content": req.prompt}]
             return "/chat/completions", body
@@ -277,6 +285,10 @@ def vllm_sampling_kwargs(req: Request) -> dict[str, Any]:
     kw: dict[str, Any] = {"max_tokens": req.max_tokens, "temperature": req.temperature, "top_p": req.top_p, "seed": req.seed}
     if req.stop:
         kw["stop"] = list(req.stop)
+    if req.frequency_penalty:
+        kw["frequency_penalty"] = req.frequency_penalty
+    if req.presence_penalty:
+        kw["presence_penalty"] = req.presence_penalty
     return kw
 
 

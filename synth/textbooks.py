@@ -93,6 +93,8 @@ class SamplingParams(Params):
     top_p: float = Field(0.95, gt=0, le=1)
     max_tokens: int = Field(512, ge=1)
     stop: list[str] = Field(default_factory=list)
+    frequency_penalty: float = Field(0.0, ge=-2, le=2, description="penalise tokens by how often they already occur (small models loop)")
+    presence_penalty: float = Field(0.0, ge=-2, le=2, description="penalise tokens that already occur")
 
 
 class TextbookParams(Params):
@@ -262,7 +264,7 @@ class GenerateTextbooks(Expand[TextbookParams]):
             prompt = self.render(cell)
             for k in range(self.params.samples):
                 rs = int(_unit(self.params.seed, cell["seed_id"], cell["format"], cell["audience"], cell["language"], k) * 2**31)
-                out.append((cell, k, Request(prompt, s.max_tokens, s.temperature, s.top_p, rs, tuple(s.stop))))
+                out.append((cell, k, Request(prompt, s.max_tokens, s.temperature, s.top_p, rs, tuple(s.stop), s.frequency_penalty, s.presence_penalty)))
         return out
 
     def selected(self, row: dict[str, Any]) -> bool:

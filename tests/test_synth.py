@@ -98,6 +98,8 @@ def test_cache_key_covers_prompt_model_engine_sampling_and_sample() -> None:
         request_key("llama_cpp", "m", dataclasses.replace(r, max_tokens=17), 0),
         request_key("llama_cpp", "m", dataclasses.replace(r, seed=2), 0),
         request_key("llama_cpp", "m", dataclasses.replace(r, stop=("\n",)), 0),
+        request_key("llama_cpp", "m", dataclasses.replace(r, frequency_penalty=0.5), 0),
+        request_key("llama_cpp", "m", dataclasses.replace(r, presence_penalty=0.5), 0),
     ]
     assert len({base, *variants}) == len(variants) + 1
 
@@ -126,6 +128,7 @@ def test_vllm_request_and_response_mapping() -> None:
     kw = vllm_sampling_kwargs(Request("p", 64, 0.6, 0.95, 42, ("\n\n",)))
     assert kw == {"max_tokens": 64, "temperature": 0.6, "top_p": 0.95, "seed": 42, "stop": ["\n\n"]}
     assert "stop" not in vllm_sampling_kwargs(Request("p", 64, 0.6, 0.95, 42))
+    assert vllm_sampling_kwargs(Request("p", 64, 0.6, 0.95, 42, (), 0.5, 0.25))["frequency_penalty"] == 0.5
     c = completion_from_vllm(FakeVllmRequestOutput([1, 2, 3], [FakeVllmCompletionOutput("hello", [7, 8], "length")]))
     assert (c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason) == ("hello", 3, 2, "length")
 
