@@ -437,11 +437,12 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
         for earlier in jr.reused_from:  # killed runs whose work this version published
             _end_marker(main_uri, earlier, so, failed=False)
     elapsed = time.time() - t_start
-    result = RunResult(run_id, version, dropped_version, kept, total_in - kept, stage_stats, log_file, elapsed, resumed_tasks=len(reused))
+    n_dropped = sum(st["dropped"] for st in stage_stats)  # not rows in - kept: Expand stages make rows
+    result = RunResult(run_id, version, dropped_version, kept, n_dropped, stage_stats, log_file, elapsed, resumed_tasks=len(reused))
     console.print(summary_table(stage_stats, f"run {run_id}"))
     console.print(
         f"wrote [bold]{out.dataset}[/] version [bold]{version}[/]: {kept:,} rows in {len(main_files)} shards"
-        + (f"; {total_in - kept:,} dropped rows in {out.dropped_path} version {dropped_version}" if dropped_version is not None else "")
+        + (f"; {n_dropped:,} dropped rows in {out.dropped_path} version {dropped_version}" if dropped_version is not None else "")
         + f" ({elapsed:.1f}s, of which Ray start {t_ray_up - t_ray:.1f}s, processing {t_exec - t_ray_up:.1f}s)",
         highlight=False,
     )
