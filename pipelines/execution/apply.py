@@ -122,17 +122,26 @@ def mark_drops(table: pa.Table, drops: Drops | None, stage_label: str) -> tuple[
     return table, {str(r["values"]): int(r["counts"]) for r in rules.to_pylist()}
 
 
-def apply_stage(stage: Stage[Any], label: str, batch: pa.Table) -> tuple[pa.Table, BatchReport]:
-    """Apply a one-to-one Stage or Filter to the live rows of ``batch``."""
+def _live_part(stage: Stage[Any], batch: pa.Table) -> tuple[pa.Array, int, pa.Table, pa.Table] | None:
+    """The live rows a stage works on (None when there are none): the mask, their count, the rows
+    with the engine's columns, and the stage's view of them."""
     ensure_setup(stage)
     if batch.num_rows == 0:
-        return batch, BatchReport()
+        return None
     live_mask = is_live(batch)
     n_live = pc.sum(live_mask).as_py() or 0
     if n_live == 0:
-        return batch, BatchReport()
+        return None
     live = batch if n_live == batch.num_rows else batch.filter(live_mask)
-    view = _stage_view(live)
+    return live_mask, n_live, live, _stage_view(live)
+
+
+def apply_stage(stage: Stage[Any], label: str, batch: pa.Table) -> tuple[pa.Table, BatchReport]:
+    """Apply a one-to-one Stage or Filter to the live rows of ``batch``."""
+    split = _live_part(stage, batch)
+    if split is None:
+        return batch, BatchReport()
+    live_mask, n_live, live, view = split
     t0 = time.perf_counter()
     try:
         result = stage.process(view)
@@ -185,15 +194,10 @@ def child_weights(parent_w: np.ndarray, k: np.ndarray, n: np.ndarray) -> np.ndar
 
 def apply_expand(stage: Expand[Any], label: str, batch: pa.Table) -> tuple[pa.Table, BatchReport]:
     """Apply an Expand stage: live parents become their children; dropped rows pass through."""
-    ensure_setup(stage)
-    if batch.num_rows == 0:
+    split = _live_part(stage, batch)
+    if split is None:
         return batch, BatchReport()
-    live_mask = is_live(batch)
-    n_live = pc.sum(live_mask).as_py() or 0
-    if n_live == 0:
-        return batch, BatchReport()
-    live = batch if n_live == batch.num_rows else batch.filter(live_mask)
-    view = _stage_view(live)
+    live_mask, n_live, live, view = split
     t0 = time.perf_counter()
     try:
         out: ExpandOutput = stage.expand_batch(view)
