@@ -40,6 +40,13 @@ class PgCluster:
         """A libpq connection string, for psycopg directly."""
         return f"host={self.host} port={self.port} user={self.user} dbname={self.database}"
 
+    def new_database(self, name: str) -> str:
+        """Create the empty database ``name`` (letters, digits, _) in this cluster; its SQLAlchemy URL."""
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"database name {name!r}: letters, digits and _ only")
+        _create_database(self.host, self.port, self.user, name)
+        return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{name}"
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -62,6 +69,13 @@ def _run(cmd: list[str], what: str, timeout: float = 120) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}")
+
+
+def _create_database(host: str, port: int, user: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"host={host} port={port} user={user} dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 @contextlib.contextmanager
@@ -89,12 +103,8 @@ def postgres_cluster(database: str = "curate") -> Iterator[PgCluster]:
             log = (folder / "server.log").read_text(errors="replace") if (folder / "server.log").exists() else ""
             if "could not bind" not in log or attempt == 2:
                 raise RuntimeError(f"pg_ctl start failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}\n{log}")
-        cluster = PgCluster("127.0.0.1", port, superuser, database, folder)
-        import psycopg
-
-        with psycopg.connect(f"host=127.0.0.1 port={port} user={superuser} dbname=postgres", autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{database}"')
-        yield cluster
+        _create_database("127.0.0.1", port, superuser, database)
+        yield PgCluster("127.0.0.1", port, superuser, database, folder)
     finally:
         if started:
             subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
