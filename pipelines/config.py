@@ -64,11 +64,21 @@ class InputConfig(_Model):
         "fail", description="malformed records: fail the run, or skip them (counted and recorded as dropped by stage 'read')"
     )
     version: int | None = Field(None, ge=0, description="delta input: the version to read (default: latest)")
-    since_version: int | None = Field(
-        None, ge=0, description="delta input: read only the rows added after this version (append-only datasets)"
+    since_version: int | Literal["last"] | None = Field(
+        None,
+        description="delta input: read only the rows added after this version (append-only datasets); `last`: after the version "
+        "the output dataset's latest run from this input read (everything on the first run)",
     )
     storage_options: dict[str, str] = Field(default_factory=dict, description="fsspec / object-store options")
     read_batch_rows: int = Field(10_000, gt=0, description="rows per block produced by the reader")
+
+    @field_validator("since_version", mode="before")
+    @classmethod
+    def _since(cls, v: Any) -> Any:
+        ok = v is None or v == "last" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0) or (isinstance(v, str) and v.isdigit())
+        if not ok:
+            raise ValueError("since_version is a version number (>= 0) or `last`")
+        return v
 
     @field_validator("paths")
     @classmethod

@@ -32,21 +32,46 @@ def plan_run_inputs(pipeline: Pipeline) -> Inputs:
         tasks = source_task_rows(rows, first.source_rows_per_task, labels[0])
         cols = ["id", *dict.fromkeys(k for r in rows[:100] for k in r if k != "id")]
         return Inputs([], tasks, cols, [{"source": labels[0], "rows": len(rows)}])
-    files = plan_inputs(cfg.input)
+    last = since_last(pipeline)
+    since = {i: v[0] for i, v in last.items()} if last is not None else None
+    files = plan_inputs(cfg.input, since=since)
     tasks = [task_to_row(t, i) for i, t in enumerate(split_tasks(files, cfg.input))]
     lineage = [{"path": f.path, "size": f.size, "mtime": f.mtime} for f in files]
     if cfg.input.format == "delta":
-        lineage = [{"delta": d.uri, "version": d.version, "since_version": d.since_version} for d in _delta_inputs(cfg.input)] + lineage
+        deltas = []
+        for i, d in enumerate(_delta_inputs(cfg.input, since)):
+            entry = {"delta": d.uri, "version": d.version, "since_version": d.since_version}
+            if last is not None:  # where `last` came from
+                entry["since"] = {"last": True, "output_version": last[i][1]}
+            deltas.append(entry)
+        lineage = deltas + lineage
     return Inputs(files, tasks, input_columns(cfg.input, files), lineage)
 
 
-def _delta_inputs(cfg: Any) -> list[Any]:
+def since_last(pipeline: Pipeline) -> dict[int, tuple[int | None, int | None]] | None:
+    """``since_version: last``: for each delta path (by index), the version of it that the newest
+    version of the output dataset read, and that output version; ``(None, None)`` when none read
+    it (the first run reads everything). None when the input does not ask for ``last``."""
+    cfg = pipeline.config
+    if cfg.input is None or cfg.input.format != "delta" or cfg.input.since_version != "last":
+        return None
+    from .readers import _split_version
+
+    out: dict[int, tuple[int | None, int | None]] = {}
+    for i, raw in enumerate(cfg.input.paths):
+        found = store.last_read_version(cfg.output.dataset, _split_version(raw)[0], cfg.output.storage_options)
+        out[i] = found if found is not None else (None, None)
+    return out
+
+
+def _delta_inputs(cfg: Any, since: dict[int, int | None] | None = None) -> list[Any]:
     from .readers import _split_version
 
     out = []
-    for raw in cfg.paths:
+    for i, raw in enumerate(cfg.paths):
         base, version = _split_version(raw)
-        out.append(store.resolve_delta_input(fs.table_uri(base), version if version is not None else cfg.version, cfg.since_version, cfg.storage_options))
+        since_version = since.get(i) if since is not None else cfg.since_version
+        out.append(store.resolve_delta_input(fs.table_uri(base), version if version is not None else cfg.version, since_version, cfg.storage_options))
     return out
 
 

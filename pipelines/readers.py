@@ -103,8 +103,9 @@ def _split_version(path: str) -> tuple[str, int | None]:
     return path, None
 
 
-def plan_inputs(cfg: InputConfig, where: str = "input.paths") -> list[InputFile]:
-    """Expand paths and globs into files (sorted, de-duplicated). Raises ConfigError for paths that match nothing."""
+def plan_inputs(cfg: InputConfig, where: str = "input.paths", since: dict[int, int | None] | None = None) -> list[InputFile]:
+    """Expand paths and globs into files (sorted, de-duplicated). Raises ConfigError for paths that match nothing.
+    ``since``: the since_version of each delta path (by index) when ``since_version: last`` was resolved."""
     out: list[str] = []
     metas: dict[str, tuple[int, float | None]] = {}
     missing: list[ConfigError] = []  # every path that matches nothing is reported, not only the first
@@ -112,7 +113,12 @@ def plan_inputs(cfg: InputConfig, where: str = "input.paths") -> list[InputFile]
         if cfg.format == "delta":
             base, version = _split_version(raw)
             version = version if version is not None else cfg.version
-            for f in delta_files(base, version, cfg.storage_options, f"{where}[{i}]", cfg.since_version):
+            since_version = since.get(i) if since is not None else cfg.since_version
+            if since_version == "last":
+                raise ConfigError(f"{where}[{i}]: since_version: last is resolved from an output dataset's history: only `curate run` knows it",
+                                  hint="give a version number here")
+            shown = f"{where}[{i}]" + (f" (since_version: last = {since_version}, the version the output's newest run from it read)" if since is not None and since_version is not None else "")
+            for f in delta_files(base, version, cfg.storage_options, shown, since_version):
                 if f[0] not in metas:
                     out.append(f[0])
                     metas[f[0]] = (f[1], f[2])
@@ -700,13 +706,19 @@ def input_columns(cfg: InputConfig, files: list[InputFile]) -> list[str]:
     """The columns the input gives every row (for the plan check, before Ray starts)."""
     if cfg.format in ("jsonl", "text"):
         return ["id", "text", *((cfg.keep_fields or []) if cfg.format == "jsonl" else [])]
-    if not files:
+    if not files and cfg.format != "delta":
         return ["id"]
-    with _open(files[0].path, cfg.storage_options) as fh:
-        try:
-            schema = pq.ParquetFile(fh).schema_arrow
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise InputDataError(f"{_display(files[0].path)}: not a readable Parquet file: {_one_line(exc)}") from None
+    if files:
+        with _open(files[0].path, cfg.storage_options) as fh:
+            try:
+                schema = pq.ParquetFile(fh).schema_arrow
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise InputDataError(f"{_display(files[0].path)}: not a readable Parquet file: {_one_line(exc)}") from None
+    else:  # a delta input with nothing (new) to read: the columns are the table's own
+        from .store import delta_schema
+
+        base, version = _split_version(cfg.paths[0])
+        schema = delta_schema(base, version if version is not None else cfg.version, cfg.storage_options)
     names = list(schema.names)
     if cfg.text_field in names and cfg.on_error == "fail":
         bad = _non_string_text(schema, cfg)

@@ -352,6 +352,37 @@ def resolve_delta_input(
     return DeltaInput(uri, read_version, since_version, [(_file_uri(uri, p), sizes[p]) for p in added if p in sizes])
 
 
+def last_read_version(output: str, input_uri: str, storage_options: dict[str, str] | None = None) -> tuple[int, int] | None:
+    """For ``since_version: last``: ``(input version, output version)`` from the newest version of
+    the dataset ``output`` whose run read the Delta table ``input_uri`` (the ``inputs`` lineage in
+    its commit metadata); None when no version of ``output`` read it, or there is no ``output`` yet.
+
+    Raises :class:`DatasetError` when the answer is lost: a log entry of ``output`` is gone (log
+    cleanup) before one that read the input is found."""
+    out_uri = table_uri(output)
+    latest = _latest_version(out_uri, storage_options)
+    if latest is None:
+        return None
+    target = table_uri(input_uri)
+    for v in range(latest, -1, -1):
+        info = commit_info(out_uri, v, storage_options)
+        if info is None:
+            raise DatasetError(
+                f"since_version: last: the log entry of version {v} of {out_uri} is gone (log cleanup), and no later "
+                f"version records which version of {target} was read",
+                hint="set input.since_version to the last version of the input that was processed",
+            )
+        for entry in _decode_run(info.get(METADATA_KEY)).get("inputs") or []:
+            if isinstance(entry, dict) and entry.get("delta") == target and entry.get("version") is not None:
+                return int(entry["version"]), v
+    return None
+
+
+def delta_schema(uri: str, version: int | None = None, storage_options: dict[str, str] | None = None) -> pa.Schema:
+    """The Arrow schema of a dataset's version (from its log: no data file is read)."""
+    return pa.schema(open_table(uri, version, storage_options).schema().to_arrow())
+
+
 # ---------------------------------------------------------------- reading datasets
 
 
