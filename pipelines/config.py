@@ -148,6 +148,10 @@ class PipelineConfig(_Model):
     output: OutputConfig
     ray: RayConfig = RayConfig()
     run: RunConfig = RunConfig()
+    expectations: list[Any] = Field(
+        default_factory=list,
+        description="the publish gate: Great Expectations expectations (and curate_* checks, `- suite: FILE`) the output must meet before it is published",
+    )
 
 
 @dataclasses.dataclass
@@ -159,6 +163,8 @@ class Pipeline:
     source: str
     base_dir: Path
     located: Located | None = None
+    #: the publish gate's expectations, validated (curate.pipelines.expectations.spec.ExpectationSpec)
+    expectations: list[Any] = dataclasses.field(default_factory=list)
 
     def where(self, key: Key) -> str:
         """``file:line`` of a key of the pipeline file (for errors found after parsing)."""
@@ -295,9 +301,17 @@ def parse_pipeline(located: Located) -> Pipeline:
                 problems.append(ConfigError(f"{located.where(key)}: {format_key(key)}: {exc.message}", exc.hint))
                 continue
             stages.append(stage)
+    expectations: list[Any] = []
+    if config.expectations:  # (imports Great Expectations: only for a pipeline that has expectations)
+        from .expectations.spec import parse_expectations
+
+        try:
+            expectations = parse_expectations(data.get("expectations"), located, base_dir)
+        except ConfigError as exc:
+            problems.append(exc)
     if problems:
         raise combine_errors(problems)
-    return Pipeline(config=config, stages=stages, source=located.path, base_dir=base_dir, located=located)
+    return Pipeline(config=config, stages=stages, source=located.path, base_dir=base_dir, located=located, expectations=expectations)
 
 
 def combine_errors(problems: list[ConfigError]) -> ConfigError:

@@ -70,3 +70,20 @@ class RunKeyCommittedError(DatasetError):
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.message, self.hint), dict(self.__dict__))  # keeps run_key, version
 
+
+
+class ExpectationsFailedError(CurateError):
+    """The publish gate failed: the staged output broke at least one critical expectation, so
+    nothing was published (exit 5). ``summary`` is the gate's result (each expectation, its
+    success and observed value); ``reports`` the JSON and Data Docs HTML files written."""
+
+    exit_code = 5
+
+    def __init__(self, message: str, hint: str | None = None, *, summary: dict[str, object] | None = None,
+                 reports: list[str] | None = None) -> None:
+        super().__init__(message, hint)
+        self.summary = summary or {}
+        self.reports = reports or []
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.message, self.hint), dict(self.__dict__))  # keeps summary, reports

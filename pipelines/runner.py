@@ -269,7 +269,8 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
     has_global = any(isinstance(s, GlobalStage) for s in pipeline.stages)
     checkpoint = checkpoint_before_global(pipeline.stages)
     # where and how it runs (ray:, run:) does not change what it writes: not part of the key
-    what = {k: v for k, v in pipeline.resolved().items() if k not in ("ray", "run")}
+    # (nor do the expectations: a rerun after a failed gate reuses the shards it wrote)
+    what = {k: v for k, v in pipeline.resolved().items() if k not in ("ray", "run", "expectations")}
     key = journal.journal_key(json.dumps(what, sort_keys=True, default=str), [(t["path"], t["size"], t["mtime"], t["start"], t["rows"]) for t in inputs.tasks], main_uri, out.mode)
     jr: journal.Journal | None = None
     if resume and (checkpoint or not has_global):
@@ -359,6 +360,13 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
             log.warning("final live stats unavailable (%r); worker seconds omitted", exc)
             live_stats = {}
         t_exec = time.time()
+        gate = None
+        if pipeline.expectations:  # the publish gate, on the staged shards, in Ray tasks: raises if it fails
+            from .execution.gate import ray_mapper
+            from .expectations.gate import gate_staged
+
+            gate = gate_staged(pipeline.expectations, main_uri, main_files, mode=out.mode, storage_options=so, log_file=log_file,
+                               run_id=run_id, console=console, mapper=ray_mapper)
 
     stage_stats = _stage_stats(labels, pipeline, totals, live_stats)
     try:  # ids shared by several rows make duplicate_of ambiguous: counted, and warned about
@@ -387,6 +395,7 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
         "host": socket.gethostname(),
         "user": getpass.getuser(),
         "started_at": datetime.fromtimestamp(t_start, timezone.utc).isoformat(),
+        **({"expectations": gate} if gate is not None else {}),
     }
     try:  # alive until committed (a run on another host is judged by its heartbeat)
         store.mark_run_alive(main_uri, run_id, so)

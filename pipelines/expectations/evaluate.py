@@ -1,0 +1,302 @@
+"""Evaluating expectations on Parquet shards, part by part, without pulling a dataset into one
+process.
+
+The shards are split into parts (:func:`split`, about ``TASK_ROWS`` rows each); each part is
+evaluated by :func:`evaluate_part` (in a Ray task during ``curate run``, in-process for ``curate
+check``), which streams its shards in batches of ``BATCH_ROWS`` rows, converts each batch to
+pandas (GE rejects Arrow and polars frames) and returns only small aggregates
+(:class:`Partial`); :func:`merge` adds them up and :func:`finish` turns the total into one Great
+Expectations validation result. How each expectation is evaluated (its ``method``):
+
+- ``exact`` (GE's map expectations, e.g. ``expect_column_values_to_not_be_null``,
+  ``..._to_be_in_set``, ``..._to_match_regex``, ``..._value_lengths_to_be_between``): GE
+  validates every batch; the per-batch counts (rows, missing, unexpected) are added up and success
+  is decided on the totals with GE's rule (``mostly``: (non-null - unexpected) / non-null >=
+  mostly; vacuously true without non-null rows). ``partial_unexpected_list`` holds the first 20
+  unexpected values found.
+- ``exact`` (row counts: ``expect_table_row_count_to_be_between`` / ``_to_equal``): the exact
+  total row count, judged by the GE expectation's own ``_validate``.
+- ``exact`` (curate's checks, ``checks.py``): exact aggregates of every row (allowed-language
+  counts; 64-bit hashes for the duplicate rate: 8 bytes per distinct value reach the driver).
+- ``sample`` (everything else: column aggregates such as means, quantiles and distinct values,
+  uniqueness, ordering, table-level column checks): GE validates one uniform random sample of at
+  most ``SAMPLE_ROWS`` rows drawn across all shards (seeded by shard name, so reproducible). When
+  the data has no more rows than that, the sample is every row and the result is exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import xxhash
+
+from .. import fs
+from .spec import ExpectationSpec, ge_environment, instantiate
+
+#: rows per pandas batch handed to Great Expectations
+BATCH_ROWS = 100_000
+#: rows of shards per part (one Ray task each)
+TASK_ROWS = 1_000_000
+#: the most rows the ``sample`` expectations see (``CURATE_EXPECTATIONS_SAMPLE_ROWS`` overrides)
+SAMPLE_ROWS = 100_000
+#: map expectations whose verdict depends on rows of other batches: evaluated on the sample
+NOT_PER_BATCH = {
+    "expect_column_values_to_be_unique",
+    "expect_compound_columns_to_be_unique",
+    "expect_column_values_to_be_increasing",
+    "expect_column_values_to_be_decreasing",
+    "expect_column_value_z_scores_to_be_less_than",
+    "expect_column_values_to_not_be_outliers",
+}
+ROW_COUNT_TYPES = {"expect_table_row_count_to_be_between", "expect_table_row_count_to_equal"}
+PARTIAL_VALUES = 20
+
+
+def sample_rows() -> int:
+    return int(os.environ.get("CURATE_EXPECTATIONS_SAMPLE_ROWS") or SAMPLE_ROWS)
+
+
+@dataclasses.dataclass(frozen=True)
+class GatePlan:
+    """The expectations, how each is evaluated, and the total rows (from the shards' metadata)."""
+
+    specs: tuple[ExpectationSpec, ...]
+    methods: tuple[str, ...]  # "map" | "rows" | "curate" | "sample"
+    total_rows: int
+    sample_rows: int
+    key: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
+
+    def indices(self, method: str) -> list[int]:
+        return [i for i, m in enumerate(self.methods) if m == method]
+
+    def columns(self) -> list[str] | None:
+        """The columns a part reads (None: every column, for the sample or a row_condition)."""
+        if self.indices("sample") or any(self.specs[i].kwargs.get("row_condition") for i in self.indices("map")):
+            return None
+        cols: list[str] = []
+        for i in (*self.indices("map"), *self.indices("curate")):
+            kw = self.specs[i].kwargs
+            for name in ("column", "column_A", "column_B"):
+                if isinstance(kw.get(name), str):
+                    cols.append(kw[name])
+            for name in ("column_list",):
+                cols += [c for c in kw.get(name) or [] if isinstance(c, str)]
+            if self.specs[i].type == "curate_language_share" and "column" not in kw:
+                cols.append("language")
+            if self.specs[i].type == "curate_duplicate_rate" and "column" not in kw:
+                cols.append("text")
+        return list(dict.fromkeys(cols))
+
+
+def method_of(spec: ExpectationSpec) -> str:
+    from great_expectations.expectations.expectation import ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation
+
+    from .checks import CURATE_CHECKS
+
+    if spec.type in CURATE_CHECKS:
+        return "curate"
+    if spec.type in ROW_COUNT_TYPES:
+        return "rows"
+    impl = type(instantiate(spec))
+    if issubclass(impl, (ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation)) and spec.type not in NOT_PER_BATCH:
+        return "map"
+    return "sample"
+
+
+def make_plan(specs: list[ExpectationSpec], total_rows: int) -> GatePlan:
+    ge_environment()
+    return GatePlan(tuple(specs), tuple(method_of(s) for s in specs), int(total_rows), sample_rows())
+
+
+def split(files: list[tuple[str, int]], task_rows: int = TASK_ROWS) -> list[list[tuple[str, int]]]:
+    """Shards ``(uri, rows)`` in parts of about ``task_rows`` rows (a shard is never split)."""
+    parts: list[list[tuple[str, int]]] = []
+    current: list[tuple[str, int]] = []
+    rows = 0
+    for f in files:
+        if current and rows + f[1] > task_rows:
+            parts.append(current)
+            current, rows = [], 0
+        current.append(f)
+        rows += f[1]
+    if current:
+        parts.append(current)
+    return parts
+
+
+@dataclasses.dataclass
+class Partial:
+    """What one part of the data contributes: small aggregates only (no rows but the sample)."""
+
+    rows: int = 0
+    maps: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    allowed: dict[int, int] = dataclasses.field(default_factory=dict)
+    hashes: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)  # distinct hashes
+    dups: dict[int, int] = dataclasses.field(default_factory=dict)  # duplicates among this part's rows
+    errors: dict[int, str] = dataclasses.field(default_factory=dict)
+    sample: pa.Table | None = None
+    schema: pa.Schema | None = None
+
+
+def merge(a: Partial, b: Partial) -> Partial:
+    """The aggregates of both parts together (exact: counts add; distinct hashes unite)."""
+    out = Partial(rows=a.rows + b.rows, errors={**b.errors, **a.errors}, schema=a.schema or b.schema)
+    for i in {*a.maps, *b.maps}:
+        x, y = a.maps.get(i), b.maps.get(i)
+        if x is None or y is None:
+            out.maps[i] = dict(x or y or {})
+            continue
+        out.maps[i] = {k: x[k] + y[k] for k in ("element_count", "nonnull_count", "unexpected_count")}
+        out.maps[i]["partial"] = (x["partial"] + y["partial"])[:PARTIAL_VALUES]
+    for i in {*a.allowed, *b.allowed}:
+        out.allowed[i] = a.allowed.get(i, 0) + b.allowed.get(i, 0)
+    for i in {*a.hashes, *b.hashes}:
+        ha, hb = a.hashes.get(i, np.empty(0, np.uint64)), b.hashes.get(i, np.empty(0, np.uint64))
+        union = np.union1d(ha, hb)
+        out.hashes[i] = union
+        out.dups[i] = a.dups.get(i, 0) + b.dups.get(i, 0) + len(ha) + len(hb) - len(union)
+    samples = [t for t in (a.sample, b.sample) if t is not None and t.num_rows]
+    out.sample = pa.concat_tables(samples, promote_options="permissive") if len(samples) > 1 else (samples[0] if samples else a.sample or b.sample)
+    return out
+
+
+class _Validator:
+    """One ephemeral GE context per process and plan: a pandas data source whose batches are
+    validated against a suite of the plan's expectations of one method."""
+
+    _cache: dict[tuple[str, str], _Validator] = {}
+
+    def __init__(self, plan: GatePlan, method: str) -> None:
+        ge_environment()
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        source = self.context.data_sources.add_pandas(f"curate-{method}")
+        self.batch_definition = source.add_dataframe_asset("staged").add_batch_definition_whole_dataframe("batch")
+        self.indices = plan.indices(method)
+        suite = gx.ExpectationSuite(name=f"curate-{method}-{plan.key}")
+        for i in self.indices:
+            suite.add_expectation(instantiate(plan.specs[i]))
+        self.suite = self.context.suites.add(suite)
+        self.ids = [e.id for e in self.suite.expectations]
+
+    @classmethod
+    def get(cls, plan: GatePlan, method: str) -> _Validator:
+        key = (plan.key, method)
+        if key not in cls._cache:
+            for old in [k for k in cls._cache if k[0] != plan.key]:  # one plan at a time per process
+                del cls._cache[old]
+            cls._cache[key] = cls(plan, method)
+        return cls._cache[key]
+
+    def validate(self, frame: Any) -> dict[int, Any]:
+        """The result of each of the plan's expectations (by index) on one pandas frame."""
+        batch = self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        result = batch.validate(self.suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL_VALUES})
+        by_id = {r.expectation_config.id: r for r in result.results}
+        return {i: by_id[eid] for i, eid in zip(self.indices, self.ids)}
+
+
+def _file_sample(uri: str, rows: int, plan: GatePlan) -> np.ndarray | None:
+    """Row numbers of this shard in the sample (all rows when the data fits in the sample)."""
+    if plan.total_rows <= plan.sample_rows:
+        return None
+    k = min(rows, int(round(plan.sample_rows * rows / max(1, plan.total_rows))))
+    rng = np.random.default_rng(xxhash.xxh3_64_intdigest(uri.rsplit("/", 1)[-1]))
+    return np.sort(rng.choice(rows, size=k, replace=False)) if k else np.empty(0, np.int64)
+
+
+def evaluate_part(plan: GatePlan, files: list[tuple[str, int]], storage_options: dict[str, str] | None = None) -> Partial:
+    """The aggregates of ``files`` (shard URIs with their row counts), streamed batch by batch."""
+    from .._textops import hash_column
+
+    ge_environment()
+    part = Partial()
+    wanted = plan.columns()
+    maps = _Validator.get(plan, "map") if plan.indices("map") else None
+    hashes: dict[int, list[np.ndarray]] = {i: [] for i in plan.indices("curate") if plan.specs[i].type == "curate_duplicate_rate"}
+    samples: list[pa.Table] = []
+    for uri, rows in files:
+        filesystem, path = fs.filesystem(uri, storage_options)
+        pf = pq.ParquetFile(path, filesystem=filesystem)
+        names = pf.schema_arrow.names
+        part.schema = part.schema or pf.schema_arrow
+        columns = None if wanted is None else [c for c in wanted if c in names]
+        picks = _file_sample(uri, pf.metadata.num_rows, plan) if plan.indices("sample") else np.empty(0, np.int64)
+        offset = 0
+        for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=columns):
+            table = pa.Table.from_batches([batch])
+            n = table.num_rows
+            part.rows += n
+            if picks is None:
+                samples.append(table)
+            elif len(picks):
+                local = picks[(picks >= offset) & (picks < offset + n)] - offset
+                if len(local):
+                    samples.append(table.take(pa.array(local)))
+            offset += n
+            if maps is not None:
+                _add_map_results(part, maps.validate(table.to_pandas()))
+            for i in plan.indices("curate"):
+                spec = plan.specs[i]
+                column = spec.kwargs.get("column", "language" if spec.type == "curate_language_share" else "text")
+                if spec.type == "curate_row_count_change":
+                    continue
+                if column not in table.schema.names:
+                    part.errors[i] = f"column {column!r} is not in the data (columns: {', '.join(names)})"
+                    continue
+                values = table.column(column)
+                if spec.type == "curate_language_share":
+                    allowed = pa.array([str(a) for a in spec.kwargs.get("allowed", [])], pa.string())
+                    hit = pc.is_in(values.cast(pa.string()), value_set=allowed)
+                    part.allowed[i] = part.allowed.get(i, 0) + int(pc.sum(hit).as_py() or 0)
+                else:
+                    h = hash_column(pc.drop_null(values))
+                    distinct = np.unique(h)
+                    part.dups[i] = part.dups.get(i, 0) + len(h) - len(distinct)  # repeats inside the batch
+                    hashes[i].append(distinct)
+    for i, chunks in hashes.items():
+        every = np.concatenate(chunks) if chunks else np.empty(0, np.uint64)
+        distinct = np.unique(every)
+        part.hashes[i] = distinct
+        part.dups[i] = part.dups.get(i, 0) + len(every) - len(distinct)  # repeats across batches
+    if samples:
+        part.sample = pa.concat_tables(samples, promote_options="permissive")
+    return part
+
+
+def _add_map_results(part: Partial, results: dict[int, Any]) -> None:
+    for i, r in results.items():
+        raised = exception_message(r)
+        if raised is not None:
+            part.errors.setdefault(i, raised)
+            continue
+        res = r.result or {}
+        element = int(res.get("element_count") or 0)
+        missing = res.get("missing_count")
+        entry = part.maps.setdefault(i, {"element_count": 0, "nonnull_count": 0, "unexpected_count": 0, "partial": []})
+        entry["element_count"] += element
+        entry["nonnull_count"] += element - int(missing or 0)
+        entry["unexpected_count"] += int(res.get("unexpected_count") or 0)
+        if len(entry["partial"]) < PARTIAL_VALUES:
+            entry["partial"] = (entry["partial"] + list(res.get("partial_unexpected_list") or []))[:PARTIAL_VALUES]
+
+
+def exception_message(result: Any) -> str | None:
+    """The message of an exception GE caught while evaluating an expectation (None if none);
+    ``exception_info`` is one record, or one per metric."""
+    info = result.exception_info or {}
+    records = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    for rec in records:
+        if rec.get("raised_exception"):
+            return str(rec.get("exception_message") or "the expectation raised an exception")
+    return None

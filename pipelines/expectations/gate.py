@@ -1,0 +1,128 @@
+"""The publish gate: evaluate a pipeline's expectations on its staged shards before the commit.
+
+``curate run`` calls :func:`gate_staged` after every shard is written and before the Delta
+commit that publishes them; ``curate check`` calls :func:`check_version` on a committed version.
+Both evaluate with :func:`evaluate` (parts of the data in parallel through ``mapper``: Ray tasks
+in a run, in-process for ``curate check``), save the result as JSON and Data Docs HTML, and
+either return its summary (recorded in the commit metadata) or raise
+:class:`ExpectationsFailedError` (exit 5) listing each failed expectation with its observed value.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from rich.console import Console
+from rich.markup import escape
+
+from .. import fs
+from ..errors import ExpectationsFailedError
+from .evaluate import GatePlan, Partial, evaluate_part, make_plan, merge, split
+from .report import failure_lines, headline, save
+from .result import finish, summary
+from .spec import ExpectationSpec
+
+log = logging.getLogger("curate")
+
+#: runs ``fn(plan, part, storage_options)`` for every part, returns the results in order
+Mapper = Callable[[Callable[..., Partial], GatePlan, list[list[tuple[str, int]]], dict[str, str]], list[Partial]]
+
+
+def local_mapper(fn: Callable[..., Partial], plan: GatePlan, parts: list[list[tuple[str, int]]], so: dict[str, str]) -> list[Partial]:
+    return [fn(plan, part, so) for part in parts]
+
+
+def evaluate(specs: list[ExpectationSpec], files: list[tuple[str, int]], *, storage_options: dict[str, str] | None = None,
+             previous_rows: int | None = None, mapper: Mapper | None = None) -> Any:
+    """The GE validation result of ``specs`` on the shards ``files`` (``(uri, rows)``)."""
+    plan = make_plan(specs, sum(rows for _, rows in files))
+    parts = split(files)
+    partials = (mapper or local_mapper)(evaluate_part, plan, parts, storage_options or {})
+    total = functools.reduce(merge, partials, Partial())
+    return finish(plan, total, previous_rows)
+
+
+def _judge(result: Any, reports: list[str], what: str, console: Console, seconds: float) -> dict[str, Any]:
+    lines = failure_lines(result)
+    info = summary(result)
+    info["seconds"] = round(seconds, 3)
+    info["reports"] = reports
+    if not result.success:
+        log.error("%s: expectations failed:\n%s", what, "\n".join(lines))
+        raise ExpectationsFailedError(
+            f"{what}: {headline(result)}; the failed ones:\n" + "\n".join(lines),
+            hint=f"the validation result: {reports[0]} (Data Docs: {reports[1]})",
+            summary=info,
+            reports=reports,
+        )
+    msg = f"expectations: {headline(result)} ({seconds:.1f}s); report {reports[1]}"
+    log.info(msg)
+    console.print(escape(msg), highlight=False)
+    for line in lines:  # failures that do not block (severity warning or info)
+        log.warning(line)
+        console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
+    return info
+
+
+def _version_files(uri: str, version: int | None, so: dict[str, str]) -> tuple[list[tuple[str, int]], int] | None:
+    """The shards of a version (latest if None) with their rows, and its row count; None when
+    there is no table yet."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        dt = DeltaTable(uri, version=version, storage_options=so or None)
+    except TableNotFoundError:
+        return None
+    adds = dt.get_add_actions(flatten=True)
+    files = []
+    for path, rows in zip(adds.column("path").to_pylist(), adds.column("num_records").to_pylist()):
+        files.append((path if fs.is_url(path) else fs.join(uri, unquote(path)), int(rows or 0)))
+    return files, sum(r for _, r in files)
+
+
+def gate_staged(specs: list[ExpectationSpec], main_uri: str, main_files: list[dict[str, Any]], *, mode: str,
+                storage_options: dict[str, str], log_file: str, run_id: str, console: Console, mapper: Mapper | None = None) -> dict[str, Any]:
+    """Evaluate ``specs`` on the version this run is about to publish: its staged shards (and, in
+    append mode, the latest version's shards it adds to). Nothing is committed here."""
+    t0 = time.time()
+    staged = [(fs.join(main_uri, f["path"]), int(f["rows"])) for f in main_files]
+    latest = _version_files(main_uri, None, storage_options)
+    previous_rows = latest[1] if latest is not None else None
+    files = (latest[0] if latest is not None and mode == "append" else []) + staged
+    console.print(f"checking {len(specs)} expectations on {sum(r for _, r in files):,} rows before publishing", highlight=False)
+    result = evaluate(specs, files, storage_options=storage_options, previous_rows=previous_rows, mapper=mapper)
+    reports = save(result, Path(log_file).parent, run_id)
+    return _judge(result, reports, "the publish gate failed, nothing was published", console, time.time() - t0)
+
+
+def check_version(specs: list[ExpectationSpec], dataset: str, version: int | None, *, storage_options: dict[str, str] | None,
+                  report_dir: str, console: Console, mapper: Mapper | None = None) -> dict[str, Any]:
+    """Evaluate ``specs`` on a committed version (``curate check``); the previous version's row
+    count is the one before it."""
+    from ..errors import DatasetError
+
+    t0 = time.time()
+    so = storage_options or {}
+    uri = fs.table_uri(dataset)
+    try:
+        found = _version_files(uri, version, so)
+    except Exception as exc:
+        raise DatasetError(f"dataset {dataset} has no version {version}: {str(exc).splitlines()[0]}") from None
+    if found is None:
+        raise DatasetError(f"no curate dataset at {dataset}", hint="a dataset is created by `curate run`")
+    files, _ = found
+    from deltalake import DeltaTable
+
+    v = int(DeltaTable(uri, version=version, storage_options=so or None).version())
+    previous = _version_files(uri, v - 1, so) if v > 0 else None
+    result = evaluate(specs, files, storage_options=so, previous_rows=previous[1] if previous else None, mapper=mapper)
+    stem = f"check-{Path(uri.rstrip('/')).name}-v{v}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    reports = save(result, report_dir, stem)
+    return _judge(result, reports, f"{dataset}@{v} does not meet its expectations", console, time.time() - t0)
