@@ -1,0 +1,124 @@
+"""The annotators' web app: :func:`create_app` builds it from :class:`~.settings.Settings`.
+
+``GET /`` is the annotation page (server-rendered, a little plain JavaScript in
+``static/annotate.js``; it holds no data: everything it shows comes from the JSON API with the
+token the annotator signs in with). The API is in :mod:`curate.annotation.api`; FastAPI serves its
+OpenAPI description at ``/openapi.json`` (and ``/docs``). There are no admin endpoints: images and
+annotators are added with ``curate annotate`` on the server's machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from importlib import resources
+from typing import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from .api import QUESTIONS, Services, router
+from .auth import RateLimiter
+from .db import Database
+from .settings import Settings, parse_rate
+from .store import BlobStore
+
+log = logging.getLogger("curate.annotation")
+
+
+def _page(settings: Settings) -> str:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("curate.annotation", "templates"), autoescape=True)
+    return env.get_template("annotate.html").render(
+        questions=QUESTIONS, max_upload_mb=settings.max_upload_mb, min_seconds=settings.min_seconds,
+        max_seconds=settings.max_seconds,
+    )
+
+
+def _export_loop(svc: Services, stop: threading.Event) -> None:
+    from .export import export_clips
+
+    while not stop.wait(svc.settings.export_every):
+        try:
+            result = export_clips(svc.db, svc.store, svc.settings.dataset, svc.settings.storage_options)
+            if result.rows:
+                log.info("exported %d clip(s) to %s (version %s)", result.rows, svc.settings.dataset, result.version)
+        except Exception:  # the next round tries again; nothing is half-exported (see export.py)
+            log.exception("export to %s failed", svc.settings.dataset)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app on ``settings`` (the database's tables are created if missing)."""
+    settings = settings or Settings()
+    settings.check()
+    db = Database(settings.db_url)
+    db.create_all()
+    store = BlobStore(settings.store_url, settings.storage_options)
+    os.makedirs(settings.spool_dir, exist_ok=True)
+    limit, period = parse_rate(settings.rate_limit)
+    svc = Services(settings=settings, db=db, store=store, limiter=RateLimiter(limit, period), secret=db.secret())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        worker = None
+        if settings.export_every > 0:
+            worker = threading.Thread(target=_export_loop, args=(svc, stop), name="curate-annotation-export", daemon=True)
+            worker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker is not None:
+                worker.join(timeout=60)
+            db.dispose()
+
+    app = FastAPI(
+        title="curate annotate",
+        summary="Spoken image annotations: annotators record what they see, clips are stored durably.",
+        version=_version(),
+        lifespan=lifespan,
+    )
+    app.state.services = svc
+    app.state.settings = settings
+    app.include_router(router)
+    static = resources.files("curate.annotation") / "static"
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    page = _page(settings)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__}); nothing was recorded for this request"},
+                            status_code=500)
+
+    return app
+
+
+def _version() -> str:
+    try:
+        import curate
+
+        return str(curate.__version__)
+    except Exception:
+        return "0"
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+    """Run the app with uvicorn until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+
+
+__all__ = ["create_app", "serve"]
+
+
