@@ -1,0 +1,143 @@
+"""Stage `caption` with real engines: the bundled Gemma 3 270M on CPU (llama.cpp) on real LJ Speech
+transcripts, and the `openai` engine against a real llama.cpp server on loopback through
+`curate run` on a real local Ray. Plus what is checked before Ray starts (template, params)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from helpers import SHARED, need_shared_data, run_cli, write_pipeline
+from test_synth_openai import llama_server  # noqa: F401  (the real llama.cpp server fixture, reused)
+
+pytest.importorskip("llama_cpp", reason="needs llama-cpp-python (the synth extra)")
+
+from curate.annotation.caption import TEMPLATE, Caption, CaptionParams  # noqa: E402
+from curate.pipelines.config import load_pipeline  # noqa: E402
+from curate.pipelines.errors import ConfigError  # noqa: E402
+from curate.pipelines.execution.apply import apply_stage, with_engine_columns  # noqa: E402
+from curate.pipelines.stage import DROP_REASON, DROP_RULE  # noqa: E402
+
+LJ = SHARED / "evaldata" / "speech" / "ljspeech"
+
+
+def lj_transcripts(n: int) -> list[tuple[str, str]]:
+    need_shared_data(LJ / "transcripts.tsv", "LJ Speech transcripts")
+    lines = (LJ / "transcripts.tsv").read_text(encoding="utf-8").splitlines()
+    return [tuple(line.split("\t", 1)) for line in lines if "\t" in line][:n]  # type: ignore[misc]
+
+
+def transcripts_table(n: int = 2) -> pa.Table:
+    """``n`` real transcripts, one empty, one flagged by transcribe's hallucination checks."""
+    real = lj_transcripts(n)
+    return pa.table({
+        "id": [i for i, _ in real] + ["empty", "flagged"],
+        "transcript": [t for _, t in real] + ["   ", "thank you for watching thank you for watching"],
+        "transcript_flags": pa.array([[] for _ in real] + [[], ["repeated_ngram", "filler_phrase"]], pa.list_(pa.string())),
+    })
+
+
+def _example_captions() -> list[str]:
+    return [line.removeprefix("Caption:").strip() for line in TEMPLATE.read_text(encoding="utf-8").splitlines()
+            if line.startswith("Caption:") and line.strip() != "Caption:"]
+
+
+def test_template_and_params_are_checked_before_ray_starts(tmp_path: Path) -> None:
+    def load(stage_yaml: str) -> None:
+        load_pipeline(write_pipeline(tmp_path / "p.yaml", f"""input: {{format: parquet, paths: [{tmp_path}]}}
+stages:
+  - caption: {stage_yaml}
+output: {{dataset: {tmp_path}/out}}
+"""))
+
+    with pytest.raises(ConfigError, match=r"p\.yaml:3: .*template 'nope.jinja' not found"):
+        load("{template: nope.jinja}")
+    (tmp_path / "no_var.jinja").write_text("Describe the image.\nCaption:", encoding="utf-8")
+    with pytest.raises(ConfigError, match="never puts the transcript in the prompt"):
+        load("{template: no_var.jinja}")
+    (tmp_path / "broken.jinja").write_text("{{ transcript ", encoding="utf-8")
+    with pytest.raises(ConfigError, match="broken.jinja: TemplateSyntaxError"):
+        load("{template: broken.jinja}")
+    with pytest.raises(ConfigError, match=r"stages\[0\]\.caption\.engine\.name"):
+        load("{engine: gpt}")
+    with pytest.raises(ConfigError, match="engine openai needs a model name"):
+        load("{engine: openai}")
+    (tmp_path / "mine.jinja").write_text("Transcript: {{ transcript }}\nClean caption:\n", encoding="utf-8")
+    load("{template: mine.jinja, drop_flagged: false}")  # valid
+
+
+def test_the_prompt_holds_the_transcript_and_the_pixmo_rules() -> None:
+    stage = Caption(CaptionParams(max_transcript_chars=40))
+    prompt = stage.prompt("  um there are three cats on a red sofa and a sign saying OPEN  ")
+    assert prompt.endswith("Transcript: um there are three cats on a red sofa an\nCaption:")  # cut to 40 chars, stripped
+    for rule in ("counts", "text exactly as written", "add nothing", "never mention the speaker"):
+        assert rule in prompt
+    a, b = stage.request("one"), stage.request("two")
+    assert a.seed != b.seed and stage.request("one") == a and a.stop == ("\n",) and a.temperature == 0.0
+
+
+def _apply(stage: Caption, table: pa.Table) -> tuple[pa.Table, dict[str, int]]:
+    out, report = apply_stage(stage, "caption", with_engine_columns(table))
+    return out, report.counters
+
+
+def test_bundled_gemma_captions_real_transcripts_and_a_rerun_comes_from_the_cache(tmp_path: Path) -> None:
+    table = transcripts_table(2)
+    stage = Caption(CaptionParams(cache_uri=str(tmp_path / "cache")))
+    stage.check(tmp_path)
+    out, counters = _apply(stage, table)
+    rows = {r["id"]: r for r in out.to_pylist()}
+    real = [i for i in rows if i.startswith("LJ")]
+    assert len(real) == 2
+    for rid in real:
+        r = rows[rid]
+        assert r[DROP_RULE] is None, r
+        assert r["caption"] and r["caption"].strip() == r["caption"], r
+        assert r["caption_model"] == "llama_cpp:gemma-3-270m-q4_k_m"
+        assert r["transcript"] == dict(lj_transcripts(2))[rid]  # the raw transcript is kept
+        assert r["caption"] not in _example_captions(), "the model copied the prompt's example instead of the transcript"
+        assert stage.prompt(r["transcript"]).count(r["transcript"].strip()) == 1
+    assert (rows["empty"][DROP_RULE], rows["flagged"][DROP_RULE]) == ("empty_transcript", "flagged_transcript")
+    assert "repeated_ngram, filler_phrase" in rows["flagged"][DROP_REASON]
+    assert rows["empty"]["caption"] is None and rows["empty"]["caption_model"] is None
+    assert counters["requests"] == counters["engine_calls"] == 2 and counters["cache_hits"] == 0
+    assert counters["empty_transcripts"] == 1 and counters["flagged_transcripts"] == 1
+    assert counters["completion_tokens"] > 0 and counters["prompt_tokens"] > 100
+
+    again = Caption(CaptionParams(cache_uri=str(tmp_path / "cache")))  # a new worker: nothing in memory
+    again.check(tmp_path)
+    out2, counters2 = _apply(again, table)
+    assert (counters2["engine_calls"], counters2["cache_hits"]) == (0, 2)
+    assert out2.column("caption").to_pylist() == out.column("caption").to_pylist()
+    assert not getattr(again, "_engine_ready", False)  # the model was never loaded
+
+
+@pytest.mark.slow
+def test_openai_engine_through_curate_run(tmp_path: Path, llama_server: str) -> None:
+    pq.write_table(transcripts_table(2), tmp_path / "transcripts.parquet")
+    pipe = write_pipeline(tmp_path / "p.yaml", f"""input: {{format: parquet, paths: [{tmp_path}/transcripts.parquet]}}
+stages:
+  - caption:
+      engine: {{name: openai, base_url: "{llama_server}", model: gemma-3-270m, concurrency: 2}}
+    run: {{batch_size: 4}}
+output: {{dataset: {tmp_path}/out, keep_dropped: true}}
+ray: {{num_cpus: 2}}
+""")
+    out = run_cli("run", str(pipe), "--no-progress", cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    df = pl.read_delta(str(tmp_path / "out")).sort("id")
+    assert df["id"].to_list() == [i for i, _ in lj_transcripts(2)]
+    assert set(df["caption_model"]) == {"openai:gemma-3-270m"}
+    assert all(c and c.strip() for c in df["caption"]) and df["transcript"].to_list() == [t for _, t in lj_transcripts(2)]
+    dropped = pl.read_delta(str(tmp_path / "out.dropped")).sort("id")
+    assert dropped.select("id", "stage", "rule").rows() == [("empty", "caption", "empty_transcript"), ("flagged", "caption", "flagged_transcript")]
+    run = json.loads(run_cli("versions", str(tmp_path / "out"), "--json").stdout)[0]["run"]
+    st = {s["stage"]: s for s in run["stages"]}["caption"]
+    assert (st["in"], st["out"], st["dropped"]) == (4, 2, 2)
+    assert st["counters"]["engine_calls"] == 2 and st["counters"]["failed_requests"] == 0
+    meta = run["stage_metadata"]["caption"]
+    assert meta["model"] == "openai:gemma-3-270m" and len(meta["template_hash"]) == 16
