@@ -44,8 +44,8 @@ class _Model(BaseModel):
 class InputConfig(_Model):
     """Where documents come from."""
 
-    format: Literal["jsonl", "parquet", "text", "delta"] = Field(
-        description="jsonl (plain, .gz, .zst), parquet, text (one document per file) or delta (a curate dataset)"
+    format: Literal["jsonl", "parquet", "text", "delta", "audio"] = Field(
+        description="jsonl (plain, .gz, .zst), parquet, text (one document per file), delta (a curate dataset) or audio (one row per audio file: id, audio_uri, audio_sha256, audio_format, duration_s)"
     )
     paths: list[str] = Field(
         min_length=1,

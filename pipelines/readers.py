@@ -25,6 +25,7 @@ import xxhash
 
 from .config import InputConfig
 from .errors import ConfigError, InputDataError
+from .readers_audio import AUDIO_COLUMNS, AUDIO_SUFFIXES, read_audio_file
 from .stage import DROP_COLUMNS, DROP_REASON, DROP_RULE, DROP_STAGE, DUPLICATE_OF, POS
 
 POS_SHIFT = 40
@@ -143,6 +144,7 @@ _SUFFIXES = {
     "jsonl": (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz", ".jsonl.zst", ".json.zst", ".ndjson.zst", ".gz", ".zst"),
     "parquet": (".parquet", ".pq"),
     "text": (".txt", ".md", ".text", ".rst"),
+    "audio": AUDIO_SUFFIXES,
 }
 
 
@@ -310,6 +312,9 @@ def read_task(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
             yield from _read_parquet(task, cfg)
         elif cfg.format == "text":
             yield from _read_text(task, cfg)
+        elif cfg.format == "audio":
+            f = task.file
+            yield from read_audio_file(f.path, f.index << POS_SHIFT, _display(f.path), cfg.on_error, cfg.storage_options)
         else:  # pragma: no cover - excluded by config validation
             raise ValueError(cfg.format)
     except (OSError, EOFError) as exc:
@@ -704,6 +709,8 @@ def _read_parquet(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
 
 def input_columns(cfg: InputConfig, files: list[InputFile]) -> list[str]:
     """The columns the input gives every row (for the plan check, before Ray starts)."""
+    if cfg.format == "audio":
+        return list(AUDIO_COLUMNS)
     if cfg.format in ("jsonl", "text"):
         return ["id", "text", *((cfg.keep_fields or []) if cfg.format == "jsonl" else [])]
     if not files and cfg.format != "delta":
