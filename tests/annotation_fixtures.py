@@ -107,18 +107,31 @@ class AnnotationApp:
     folder: Path
     log: Path
 
-    def admin_args(self) -> list[str]:
-        return ["--db", self.db_url, "--store", self.store]
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment that points the admin commands at this app's data (settings.py)."""
+        return {"CURATE_ANNOTATION_DATA": str(self.folder), "CURATE_ANNOTATION_DB": self.db_url,
+                "CURATE_ANNOTATION_STORE": self.store}
 
-    def admin(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """Run `curate annotate ARGS --db URL --store URL`; fails the test on a non-zero exit."""
-        proc = run_cli("annotate", *args, *self.admin_args(), cwd=self.folder, timeout=timeout)
+    def admin(self, *args: str, in_process: bool = True, timeout: float = 120) -> str:
+        """Run `curate annotate ARGS` on this app's data; its stdout. Fails the test on a non-zero
+        exit. In-process (click's runner on the `curate` command itself: the same code without a
+        new interpreter and its imports, seconds per call on this machine), or a real process."""
+        if in_process:
+            from click.testing import CliRunner
+
+            from curate.pipelines.cli import cli
+
+            res = CliRunner().invoke(cli, ["annotate", *args], env=self.env, catch_exceptions=False)
+            assert res.exit_code == 0, f"curate annotate {' '.join(args)} failed:\n{res.output}"
+            return res.stdout
+        proc = run_cli("annotate", *args, cwd=self.folder, env=self.env, timeout=timeout)
         assert proc.returncode == 0, f"curate annotate {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-        return proc
+        return proc.stdout
 
     def add_annotator(self, name: str) -> str:
         """A new annotator's token: the last line `add-annotator` prints."""
-        return self.admin("add-annotator", name).stdout.strip().splitlines()[-1].strip()
+        return self.admin("add-annotator", name).strip().splitlines()[-1].strip()
 
     def headers(self, token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"}
@@ -152,10 +165,10 @@ def annotation_app(folder: Path, db_url: str | None = None, images: int = 3,
     app = AnnotationApp(f"http://127.0.0.1:{port}", db, store, folder, folder / "serve.log")
     if images:
         app.admin("import-images", str(make_images(folder / "images", images)[0].parent))
-    env = {**os.environ, "CURATE_TEST": "1"}
+    env = {**os.environ, "CURATE_TEST": "1", "CURATE_ANNOTATION_DATA": str(folder)}
     with open(app.log, "wb") as log:
         proc = subprocess.Popen([*curate_exe(), "annotate", "serve", "--host", "127.0.0.1", "--port", str(port),
-                                 *app.admin_args(), *extra_serve_args],
+                                 "--db", db, "--store", store, *extra_serve_args],
                                 cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_ready(app.base_url, proc, app.log)

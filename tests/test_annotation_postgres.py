@@ -79,3 +79,46 @@ def test_concurrent_identical_uploads_record_one_clip(db_url: str) -> None:
     assert [c.id for c in db.clips_of(ann.id)] == [results[0][0]]
     assert db.progress(ann) == (1, 1) and db.next_image(ann) is None
     db.dispose()
+
+
+def test_the_app_on_each_database(db_url: str, tmp_path: Path) -> None:
+    """Through `curate annotate serve` on this database: upload, list, an idempotent re-upload,
+    another annotator's clip is 404, then `curate annotate export` writes the clips dataset."""
+    import httpx
+    import polars as pl
+    from annotation_fixtures import annotation_app, espeak_clip, sha256_file
+
+    one = espeak_clip(tmp_path / "one.wav", "A red bicycle leans against a white wall.")
+    two = espeak_clip(tmp_path / "two.wav", "Three boats float on a calm blue lake.")
+    with annotation_app(tmp_path / "app", db_url=db_url, images=2) as app:
+        alice, bob = app.add_annotator("alice"), app.add_annotator("bob")
+        c = httpx.Client(base_url=app.base_url, timeout=60)
+        image = c.get("/api/next", headers=app.headers(alice)).json()["id"]
+        first = c.post("/api/clips", headers=app.headers(alice), data={"image_id": image},
+                       files={"file": ("one.wav", one.read_bytes(), "audio/wav")})
+        assert first.status_code == 201, first.text
+        clip = first.json()
+        assert clip["sha256"] == sha256_file(one) and clip["id"].startswith("clip_")
+        again = c.post("/api/clips", headers=app.headers(alice), data={"image_id": image},
+                       files={"file": ("renamed.wav", one.read_bytes(), "audio/wav")})
+        assert again.status_code == 200 and again.json()["id"] == clip["id"], again.text
+        listed = c.get("/api/clips", headers=app.headers(alice)).json()
+        listed = listed["clips"] if isinstance(listed, dict) else listed
+        assert [x["id"] for x in listed] == [clip["id"]]
+        assert c.get(f"/api/clips/{clip['id']}", headers=app.headers(alice)).json()["sha256"] == clip["sha256"]
+        assert c.get(f"/api/clips/{clip['id']}", headers=app.headers(bob)).status_code == 404
+        bob_image = c.get("/api/next", headers=app.headers(bob)).json()["id"]
+        r = c.post("/api/clips", headers=app.headers(bob), data={"image_id": bob_image},
+                   files={"file": ("two.wav", two.read_bytes(), "audio/wav")})
+        assert r.status_code == 201, r.text
+        bob_clip = r.json()
+        app.admin("export")
+        app.admin("export")  # nothing new: no second copy of a row
+        c.close()
+    clips = pl.read_delta(str(tmp_path / "app" / "clips"))
+    assert sorted(clips["id"]) == sorted([clip["id"], bob_clip["id"]])
+    for row in clips.iter_rows(named=True):
+        assert sha256_file(Path(row["audio_uri"])) == row["audio_sha256"]
+        assert row["audio_format"] == "wav" and 1.0 < row["duration_s"] < 10.0
+    assert set(clips["audio_sha256"]) == {sha256_file(one), sha256_file(two)}
+    assert clips.schema["submitted_at"] == pl.Datetime("us", "UTC")
