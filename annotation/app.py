@@ -51,6 +51,23 @@ def _export_loop(svc: Services, stop: threading.Event) -> None:
             log.exception("export to %s failed", svc.settings.dataset)
 
 
+#: received uploads older than this are leftovers of a killed server (none takes this long)
+SPOOL_MAX_AGE_S = 3600
+
+
+def _clean_spool(folder: str) -> None:
+    """Remove what a killed server left half-received (never acknowledged) in the spool folder."""
+    import time
+
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        try:
+            if name.startswith("upload-") and time.time() - os.path.getmtime(path) > SPOOL_MAX_AGE_S:
+                os.unlink(path)
+        except OSError:
+            pass
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app on ``settings`` (the database's tables are created if missing)."""
     settings = settings or Settings()
@@ -59,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     db.create_all()
     store = BlobStore(settings.store_url, settings.storage_options)
     os.makedirs(settings.spool_dir, exist_ok=True)
+    _clean_spool(settings.spool_dir)
     limit, period = parse_rate(settings.rate_limit)
     svc = Services(settings=settings, db=db, store=store, limiter=RateLimiter(limit, period), secret=db.secret())
 

@@ -79,7 +79,8 @@ def _open_batch(db: Database, dataset: str) -> ExportBatch | None:
         batch = ExportBatch(id=uuid.uuid4().hex, state="pending", rows=0, dataset=dataset, created_at=utcnow())
         s.add(batch)
         s.flush()
-        n = s.execute(update(Clip).where(Clip.export_batch.is_(None)).values(export_batch=batch.id)).rowcount
+        res: Any = s.execute(update(Clip).where(Clip.export_batch.is_(None)).values(export_batch=batch.id))
+        n = res.rowcount
         if not n:
             s.delete(batch)
             return None

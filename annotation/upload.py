@@ -65,7 +65,7 @@ class _Parts:
         self._name: str | None = None
         self._buf = bytearray()
 
-    def callbacks(self) -> dict[str, Any]:
+    def callbacks(self) -> Any:  # python-multipart's MultipartCallbacks (a TypedDict)
         return {
             "on_part_begin": self._part_begin,
             "on_header_field": lambda d, s, e: self._add("_hname", d[s:e]),

@@ -170,3 +170,23 @@ def test_serve_refuses_bad_settings(data) -> None:
     assert proc.returncode == 2 and "rate limit 'lots'" in proc.stderr
     proc = data.cli("serve", "--db", "nosuchdriver://x", ok=False)
     assert proc.returncode == 2 and "cannot open the database" in proc.stderr
+
+
+def test_the_server_exports_on_a_timer_when_asked(data) -> None:
+    wavs = lj_wavs(1)
+    data.cli("import-images", "--samples")
+    token = data.cli("add-annotator", "alice").stdout.strip().splitlines()[-1]
+    s = Settings(db_url=data.db_url, store_url=data.store, dataset=data.dataset, spool_dir=str(data.root / "spool"),
+                 rate_limit="0", export_every=0.5)
+    import time
+
+    with TestClient(create_app(s)) as c:
+        h = {"Authorization": f"Bearer {token}"}
+        img = c.get("/api/next", headers=h).json()
+        r = c.post("/api/clips", headers=h, data={"image_id": img["id"]}, files={"file": ("a.wav", wavs[0].read_bytes())})
+        assert r.status_code == 201
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (data.root / "clips" / "_delta_log").is_dir():
+            time.sleep(0.2)
+    df = pl.read_delta(data.dataset)
+    assert df["id"].to_list() == [r.json()["id"]]

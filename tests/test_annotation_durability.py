@@ -1,0 +1,104 @@
+"""The real server (`curate annotate serve`, uvicorn on loopback) killed with SIGKILL while clips
+are being uploaded: after a restart every acknowledged clip is there, with its bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+
+from helpers import SHARED, curate_exe, need_shared_data, run_cli
+
+LJ = SHARED / "evaldata" / "speech" / "ljspeech"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _serve(root: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    log = open(root / f"serve-{port}.log", "wb")
+    proc = subprocess.Popen([*curate_exe(), "annotate", "serve", "--port", str(port), "--rate-limit", "0",
+                             "--log-level", "warning"], cwd=root, env={**os.environ, **env}, stdout=log,
+                            stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, (root / f"serve-{port}.log").read_text()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=2).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("the server did not start")
+
+
+@pytest.mark.slow
+def test_sigkill_during_uploads_loses_no_acknowledged_clip(tmp_path) -> None:
+    need_shared_data(LJ / "transcripts.tsv", "LJ Speech clips (../shared/evaldata/speech/ljspeech)")
+    wavs = sorted(LJ.glob("*.wav"))
+    env = {"CURATE_ANNOTATION_DATA": str(tmp_path)}
+    assert run_cli("annotate", "import-images", "--samples", cwd=tmp_path, env=env).returncode == 0
+    tokens = [run_cli("annotate", "add-annotator", f"a{i}", cwd=tmp_path, env=env).stdout.strip().splitlines()[-1]
+              for i in range(4)]
+    port = _port()
+    proc = _serve(tmp_path, env, port)
+    acked: list[tuple[str, str, str]] = []  # (token, clip id, sha256)
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def worker(token: str, k: int) -> None:
+        h = {"Authorization": f"Bearer {token}"}
+        i = k
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+            while not stop.is_set():
+                data = wavs[i % len(wavs)].read_bytes()
+                i += 4
+                try:
+                    img = c.get("/api/next", headers=h).json()
+                    if img.get("done"):
+                        return
+                    r = c.post("/api/clips", headers=h, data={"image_id": img["id"]}, files={"file": ("c.wav", data)})
+                except httpx.TransportError:
+                    return  # the server died under this request: it was not acknowledged
+                if r.status_code in (200, 201):
+                    with lock:
+                        acked.append((token, r.json()["id"], hashlib.sha256(data).hexdigest()))
+
+    threads = [threading.Thread(target=worker, args=(t, k)) for k, t in enumerate(tokens)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(acked) < 6:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)  # mid-stream: other uploads are in flight
+    proc.wait()
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(acked) >= 6, "too few uploads were acknowledged before the kill"
+    port2 = _port()
+    proc = _serve(tmp_path, env, port2)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port2}", timeout=30) as c:
+            for token, clip_id, sha in acked:
+                r = c.get(f"/api/clips/{clip_id}", headers={"Authorization": f"Bearer {token}"})
+                assert r.status_code == 200, (clip_id, r.text)
+                body = r.json()
+                assert body["sha256"] == sha
+                assert hashlib.sha256(Path(body["audio_uri"]).read_bytes()).hexdigest() == sha
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
