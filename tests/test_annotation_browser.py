@@ -92,3 +92,88 @@ def whisper_text(path: Path) -> str:
     model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=2)
     segments, _info = model.transcribe(str(path), language="en", beam_size=1)
     return " ".join(s.text for s in segments)
+
+
+PLAY_JS = """async () => {
+  const a = document.getElementById("playback");
+  if (!a.src.startsWith("blob:")) return {src: a.src};
+  await a.play();
+  await new Promise((resolve) => setTimeout(resolve, 700));
+  const out = {src: a.src, time: a.currentTime, error: a.error ? a.error.code : null};
+  a.pause();
+  return out;
+}"""
+
+
+def test_sign_in_record_play_back_submit_and_upload_a_file(tmp_path: Path) -> None:
+    """The whole page in a real browser: sign in with a token, see the image and the questions,
+    record 4 s (the fake microphone plays LJ001-0001), play it back, submit and see the progress
+    advance; then upload a file through the page for the second image. Both clips are in the store
+    and the database with the right SHA-256, exported to the clips dataset and transcribed by the
+    `transcribe` stage (applied as the engine applies it, without Ray) into the reference's words."""
+    import av
+    import httpx
+    import polars as pl
+    from annotation_fixtures import annotation_app, sha256_file
+
+    from curate.annotation.db import Database
+    from curate.annotation.store import BlobStore
+
+    clips = dict((p.stem, (p, text)) for p, text in lj_clips())
+    spoken, _ = clips["LJ001-0001"]  # "Printing, in the only sense with which we are at present concerned, ..."
+    uploaded, _ = clips["LJ001-0003"]  # "For although the Chinese took impressions from wood blocks ..."
+    with annotation_app(tmp_path / "app", images=2) as app, chromium(spoken) as browser:
+        token = app.add_annotator("alice")
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.set_default_timeout(30_000)
+        page.goto(app.base_url + "/")
+        page.fill("#token", token)
+        page.click("#signin")
+        page.wait_for_selector("#work:not([hidden])")
+        page.wait_for_function("document.getElementById('image').complete && document.getElementById('image').naturalWidth > 0")
+        assert page.locator("#questions li").count() == 7
+        assert "objects" in page.inner_text("#questions")
+        assert page.inner_text("#progress") == "0 of 2 done"
+        first_image = page.get_attribute("#image", "data-image-id")
+
+        page.click("#record")
+        page.wait_for_timeout(4000)
+        page.click("#stop")
+        page.wait_for_selector("#submit:not([disabled])")
+        played = page.evaluate(PLAY_JS)
+        assert played["src"].startswith("blob:") and played["error"] is None and played["time"] > 0.2, played
+        page.click("#submit")
+        page.wait_for_function("document.getElementById('progress').textContent === '1 of 2 done'")
+        assert "Saved clip" in page.inner_text("#status")
+        second_image = page.get_attribute("#image", "data-image-id")
+        assert second_image and second_image != first_image
+
+        page.set_input_files("#file", str(uploaded))
+        page.wait_for_selector("#submit:not([disabled])")
+        page.click("#submit")
+        page.wait_for_function("document.getElementById('progress').textContent === '2 of 2 done'")
+        page.wait_for_selector("#done:not([hidden])")
+
+        listed = httpx.get(app.base_url + "/api/clips", headers=app.headers(token), timeout=30).json()["clips"]
+        assert [c["image_id"] for c in listed] == [first_image, second_image]
+        recorded, from_file = listed
+        store = BlobStore(app.store)
+        rows = {c.id: c for c in Database(app.db_url).all_clips()}
+        for c in listed:
+            blob = Path(store.uri(c["sha256"]))
+            assert sha256_file(blob) == c["sha256"] == rows[c["id"]].audio_sha256
+        assert recorded["format"] == "webm" and 3.0 <= recorded["duration_s"] <= 5.0, recorded
+        with av.open(store.uri(recorded["sha256"])) as container:
+            assert container.streams.audio[0].codec_context.name == "opus"
+        assert from_file["sha256"] == sha256_file(uploaded) and from_file["format"] == "wav"
+        app.admin("export")
+
+    from curate.annotation.transcribe import Transcribe, TranscribeParams
+    from curate.pipelines.execution.apply import run_on_table
+
+    table = pl.read_delta(str(tmp_path / "app" / "clips")).sort("submitted_at").to_arrow()
+    assert table.column("id").to_pylist() == [recorded["id"], from_file["id"]]
+    out = run_on_table(Transcribe(TranscribeParams(cpu_threads=2)), table).to_pylist()
+    heard_recorded, heard_file = (row["transcript"].lower() for row in out)
+    assert "printing" in heard_recorded and ("sense" in heard_recorded or "present" in heard_recorded), heard_recorded
+    assert "chinese" in heard_file and "impressions" in heard_file and "wood" in heard_file, heard_file
