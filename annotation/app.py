@@ -3,7 +3,7 @@
 ``GET /`` is the annotation page (server-rendered, a little plain JavaScript in
 ``static/annotate.js``; it holds no data: everything it shows comes from the JSON API with the
 token the annotator signs in with). The API is in :mod:`curate.annotation.api`; FastAPI serves its
-OpenAPI description at ``/openapi.json`` (and ``/docs``). There are no admin endpoints: images and
+OpenAPI description at ``/openapi.json``. There are no admin endpoints: images and
 annotators are added with ``curate annotate`` on the server's machine.
 """
 
@@ -100,6 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Spoken image annotations: annotators record what they see, clips are stored durably.",
         version=_version(),
         lifespan=lifespan,
+        docs_url=None,  # the interactive docs load their scripts from a CDN: offline they show nothing
+        redoc_url=None,
     )
     app.state.services = svc
     app.state.settings = settings
