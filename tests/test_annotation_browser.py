@@ -94,6 +94,20 @@ def whisper_text(path: Path) -> str:
     return " ".join(s.text for s in segments)
 
 
+# watches the page's uploads: the SHA-256 of each file part it sends, computed in the browser
+WATCH_UPLOADS_JS = """(() => {
+  const send = window.fetch;
+  window.__sentFiles = [];
+  window.fetch = async (input, init) => {
+    const file = init && init.body instanceof FormData ? init.body.get("file") : null;
+    if (file) {
+      const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", await file.arrayBuffer()));
+      window.__sentFiles.push(Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join(""));
+    }
+    return send(input, init);
+  };
+})();"""
+
 PLAY_JS = """async () => {
   const a = document.getElementById("playback");
   if (!a.src.startsWith("blob:")) return {src: a.src};
@@ -126,6 +140,7 @@ def test_sign_in_record_play_back_submit_and_upload_a_file(tmp_path: Path) -> No
         token = app.add_annotator("alice")
         page = browser.new_page()  # type: ignore[attr-defined]
         page.set_default_timeout(30_000)
+        page.add_init_script(WATCH_UPLOADS_JS)
         page.goto(app.base_url + "/")
         page.fill("#token", token)
         page.click("#signin")
@@ -162,6 +177,8 @@ def test_sign_in_record_play_back_submit_and_upload_a_file(tmp_path: Path) -> No
         for c in listed:
             blob = Path(store.uri(c["sha256"]))
             assert sha256_file(blob) == c["sha256"] == rows[c["id"]].audio_sha256
+        # the bytes the browser sent are the bytes stored under the hash the app answered
+        assert page.evaluate("window.__sentFiles") == [recorded["sha256"], sha256_file(uploaded)]
         assert recorded["format"] == "webm" and 3.0 <= recorded["duration_s"] <= 5.0, recorded
         with av.open(store.uri(recorded["sha256"])) as container:
             assert container.streams.audio[0].codec_context.name == "opus"
@@ -177,3 +194,4 @@ def test_sign_in_record_play_back_submit_and_upload_a_file(tmp_path: Path) -> No
     heard_recorded, heard_file = (row["transcript"].lower() for row in out)
     assert "printing" in heard_recorded and ("sense" in heard_recorded or "present" in heard_recorded), heard_recorded
     assert "chinese" in heard_file and "impressions" in heard_file and "wood" in heard_file, heard_file
+
