@@ -10,20 +10,17 @@
 | ``GET /images/{sha256}`` | an image, with a bearer token (images of the caller's set) or a signed URL |
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations, which
+# name classes imported inside make_router().
 
 import dataclasses
 import os
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
-
 from .audio import AudioError, probe
 from .auth import RateLimiter, authenticate, check_signature, sign
-from .db import Annotator, Clip, Database, as_utc
+from .db import Database, as_utc
 from .images import MEDIA_TYPES
 from .settings import Settings
 from .store import BlobStore, is_sha256
@@ -50,15 +47,7 @@ class Services:
     secret: bytes
 
 
-def services(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
-
-
-def annotator(request: Request, svc: Services = Depends(services)) -> Annotator:
-    return authenticate(svc.db, request)
-
-
-def clip_json(svc: Services, clip: Clip) -> dict[str, Any]:
+def clip_json(svc: Services, clip: Any) -> dict[str, Any]:
     return {
         "id": clip.id,
         "image_id": clip.image_id,
@@ -77,68 +66,7 @@ def image_url(svc: Services, sha256: str) -> str:
     return f"/images/{sha256}?expires={expires}&sig={sign(svc.secret, sha256, expires)}"
 
 
-router = APIRouter()
-
-
-@router.get("/api/progress")
-def get_progress(ann: Annotator = Depends(annotator), svc: Services = Depends(services)) -> dict[str, Any]:
-    done, total = svc.db.progress(ann)
-    return {"annotator": ann.name, "set": ann.set_name, "done": done, "total": total}
-
-
-@router.get("/api/next")
-def get_next(ann: Annotator = Depends(annotator), svc: Services = Depends(services)) -> dict[str, Any]:
-    done, total = svc.db.progress(ann)
-    img = svc.db.next_image(ann)
-    progress = {"done": done, "total": total}
-    if img is None:
-        msg = "all images of your set are done" if total else f"your set {ann.set_name!r} has no images yet"
-        return {"done": True, "detail": msg, "progress": progress}
-    return {
-        "done": False,
-        "id": img.id,
-        "sha256": img.sha256,
-        "url": image_url(svc, img.sha256),
-        "width": img.width,
-        "height": img.height,
-        "questions": QUESTIONS,
-        "progress": progress,
-    }
-
-
-@router.get("/api/clips")
-def list_clips(ann: Annotator = Depends(annotator), svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"clips": [clip_json(svc, c) for c in svc.db.clips_of(ann.id)]}
-
-
-@router.get("/api/clips/{clip_id}")
-def get_clip(clip_id: str, ann: Annotator = Depends(annotator), svc: Services = Depends(services)) -> dict[str, Any]:
-    clip = svc.db.clip_of(ann.id, clip_id)
-    if clip is None:
-        raise HTTPException(404, f"you have no clip {clip_id!r}")
-    return clip_json(svc, clip)
-
-
-@router.post("/api/clips", status_code=201, responses={200: {"description": "the same bytes for the same image again: the clip recorded first"}})
-async def post_clip(request: Request, ann: Annotator = Depends(annotator), svc: Services = Depends(services)) -> Response:
-    wait = svc.limiter.hit(ann.id)
-    if wait is not None:
-        return JSONResponse({"detail": f"too many uploads: at most {svc.settings.rate_limit} per token; retry in {wait} s"},
-                            status_code=429, headers={"Retry-After": str(wait)})
-    length = request.headers.get("content-length")
-    try:
-        got = await receive(request.headers.get("content-type", ""), request.stream(), svc.settings.spool_dir,
-                            svc.settings.max_upload_bytes, int(length) if length and length.isdigit() else None)
-    except UploadError as exc:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
-    try:
-        status, body = await run_in_threadpool(_accept, svc, ann, got.fields.get("image_id"), got.path, got.size, got.sha256)
-    finally:
-        got.discard()
-    return JSONResponse(body, status_code=status)
-
-
-def _accept(svc: Services, ann: Annotator, image_id: str | None, path: str | None, size: int, sha256: str) -> tuple[int, dict[str, Any]]:
+def _accept(svc: Services, ann: Any, image_id: str | None, path: str | None, size: int, sha256: str) -> tuple[int, dict[str, Any]]:
     """Check, store durably, record; ``(status, body)``."""
     if not image_id:
         return 422, {"detail": "missing field image_id (the id /api/next gave)"}
@@ -163,26 +91,102 @@ def _accept(svc: Services, ann: Annotator, image_id: str | None, path: str | Non
     return (201 if created else 200), clip_json(svc, clip)
 
 
-@router.get("/images/{sha256}", responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}})
-def get_image(sha256: str, request: Request, expires: str | None = None, sig: str | None = None,
-              svc: Services = Depends(services)) -> Response:
-    if not is_sha256(sha256):
-        raise HTTPException(404, "no such image")
-    if not check_signature(svc.secret, sha256, expires, sig):
-        ann = authenticate(svc.db, request)  # 401 unless a bearer token of an annotator with this image
-        img = svc.db.image_by_sha(sha256)
-        if img is None or not svc.db.in_set(ann.set_name, img.id):
-            raise HTTPException(404, "no such image in your set")
-    else:
-        img = svc.db.image_by_sha(sha256)
-    if img is None or not svc.store.exists(sha256):
-        raise HTTPException(404, "no such image")
-    media = MEDIA_TYPES.get(img.format, "application/octet-stream")
-    headers = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
-    local = svc.store.local_path(sha256)
-    if local is not None and os.path.isfile(local):
-        return FileResponse(local, media_type=media, headers=headers)
-    return StreamingResponse(svc.store.open(sha256), media_type=media, headers=headers)
+def make_router() -> Any:
+    """The API's routes (FastAPI is the ``annotation`` extra: imported here, not with the module)."""
+    from fastapi import APIRouter, Depends, HTTPException, Request, Response
+    from fastapi.concurrency import run_in_threadpool
+    from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+
+    def services(request: Request) -> Services:
+        return request.app.state.services  # type: ignore[no-any-return]
+
+    def annotator(request: Request, svc: Services = Depends(services)) -> Any:
+        return authenticate(svc.db, request)
+
+    router = APIRouter()
 
 
-__all__ = ["QUESTIONS", "Services", "router"]
+
+    @router.get("/api/progress")
+    def get_progress(ann: Any = Depends(annotator), svc: Services = Depends(services)) -> dict[str, Any]:
+        done, total = svc.db.progress(ann)
+        return {"annotator": ann.name, "set": ann.set_name, "done": done, "total": total}
+
+
+    @router.get("/api/next")
+    def get_next(ann: Any = Depends(annotator), svc: Services = Depends(services)) -> dict[str, Any]:
+        done, total = svc.db.progress(ann)
+        img = svc.db.next_image(ann)
+        progress = {"done": done, "total": total}
+        if img is None:
+            msg = "all images of your set are done" if total else f"your set {ann.set_name!r} has no images yet"
+            return {"done": True, "detail": msg, "progress": progress}
+        return {
+            "done": False,
+            "id": img.id,
+            "sha256": img.sha256,
+            "url": image_url(svc, img.sha256),
+            "width": img.width,
+            "height": img.height,
+            "questions": QUESTIONS,
+            "progress": progress,
+        }
+
+
+    @router.get("/api/clips")
+    def list_clips(ann: Any = Depends(annotator), svc: Services = Depends(services)) -> dict[str, Any]:
+        return {"clips": [clip_json(svc, c) for c in svc.db.clips_of(ann.id)]}
+
+
+    @router.get("/api/clips/{clip_id}")
+    def get_clip(clip_id: str, ann: Any = Depends(annotator), svc: Services = Depends(services)) -> dict[str, Any]:
+        clip = svc.db.clip_of(ann.id, clip_id)
+        if clip is None:
+            raise HTTPException(404, f"you have no clip {clip_id!r}")
+        return clip_json(svc, clip)
+
+
+    @router.post("/api/clips", status_code=201, responses={200: {"description": "the same bytes for the same image again: the clip recorded first"}})
+    async def post_clip(request: Request, ann: Any = Depends(annotator), svc: Services = Depends(services)) -> Response:
+        wait = svc.limiter.hit(ann.id)
+        if wait is not None:
+            return JSONResponse({"detail": f"too many uploads: at most {svc.settings.rate_limit} per token; retry in {wait} s"},
+                                status_code=429, headers={"Retry-After": str(wait)})
+        length = request.headers.get("content-length")
+        try:
+            got = await receive(request.headers.get("content-type", ""), request.stream(), svc.settings.spool_dir,
+                                svc.settings.max_upload_bytes, int(length) if length and length.isdigit() else None)
+        except UploadError as exc:
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+        try:
+            status, body = await run_in_threadpool(_accept, svc, ann, got.fields.get("image_id"), got.path, got.size, got.sha256)
+        finally:
+            got.discard()
+        return JSONResponse(body, status_code=status)
+
+
+    @router.get("/images/{sha256}", responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}})
+    def get_image(sha256: str, request: Request, expires: str | None = None, sig: str | None = None,
+                  svc: Services = Depends(services)) -> Response:
+        if not is_sha256(sha256):
+            raise HTTPException(404, "no such image")
+        if not check_signature(svc.secret, sha256, expires, sig):
+            ann = authenticate(svc.db, request)  # 401 unless a bearer token of an annotator with this image
+            img = svc.db.image_by_sha(sha256)
+            if img is None or not svc.db.in_set(ann.set_name, img.id):
+                raise HTTPException(404, "no such image in your set")
+        else:
+            img = svc.db.image_by_sha(sha256)
+        if img is None or not svc.store.exists(sha256):
+            raise HTTPException(404, "no such image")
+        media = MEDIA_TYPES.get(img.format, "application/octet-stream")
+        headers = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
+        local = svc.store.local_path(sha256)
+        if local is not None and os.path.isfile(local):
+            return FileResponse(local, media_type=media, headers=headers)
+        return StreamingResponse(svc.store.open(sha256), media_type=media, headers=headers)
+
+    return router
+
+
+__all__ = ["QUESTIONS", "Services", "make_router"]

@@ -14,13 +14,9 @@ import logging
 import os
 import threading
 from importlib import resources
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
-from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.staticfiles import StaticFiles
-
-from .api import QUESTIONS, Services, router
+from .api import QUESTIONS, Services, make_router
 from .auth import RateLimiter
 from .db import Database
 from .settings import Settings, parse_rate
@@ -68,8 +64,13 @@ def _clean_spool(folder: str) -> None:
             pass
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The app on ``settings`` (the database's tables are created if missing)."""
+def create_app(settings: Settings | None = None) -> Any:
+    """The app on ``settings`` (the database's tables are created if missing); a FastAPI app
+    (FastAPI is the ``annotation`` extra, imported here)."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import HTMLResponse, JSONResponse
+    from fastapi.staticfiles import StaticFiles
+
     settings = settings or Settings()
     settings.check()
     db = Database(settings.db_url)
@@ -81,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     svc = Services(settings=settings, db=db, store=store, limiter=RateLimiter(limit, period), secret=db.secret())
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Any) -> AsyncIterator[None]:
         stop = threading.Event()
         worker = None
         if settings.export_every > 0:
@@ -105,17 +106,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = svc
     app.state.settings = settings
-    app.include_router(router)
+    app.include_router(make_router())
     static = resources.files("curate.annotation") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     page = _page(settings)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index() -> HTMLResponse:
+    def index() -> Any:
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+    async def _internal(request: Request, exc: Exception) -> Any:
         log.exception("%s %s failed", request.method, request.url.path)
         return JSONResponse({"detail": f"internal error ({type(exc).__name__}); nothing was recorded for this request"},
                             status_code=500)

@@ -9,14 +9,14 @@ import math
 import threading
 import time
 
-from fastapi import HTTPException, Request
+from typing import Any
 
-from .db import Annotator, Database
+from .db import Database
 
 UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 
-def bearer_token(request: Request) -> str | None:
+def bearer_token(request: Any) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -24,8 +24,10 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def authenticate(db: Database, request: Request) -> Annotator:
+def authenticate(db: Database, request: Any) -> Any:
     """The annotator whose token the request carries; 401 without one or with an unknown one."""
+    from fastapi import HTTPException
+
     token = bearer_token(request)
     if token is None:
         raise HTTPException(401, "missing token: send the header `Authorization: Bearer TOKEN` "

@@ -176,10 +176,10 @@ def add_annotator(name: str, set_name: str, db_url: str | None, store_url: str |
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def progress(db_url: str | None, store_url: str | None, as_json: bool) -> None:
     """Each annotator's progress (images of their set done / total, clips, clips exported)."""
-    from .db import Clip, ExportBatch
+    from sqlalchemy import func, select
 
     db, _ = _open(db_url, store_url)
-    from sqlalchemy import func, select
+    Clip, ExportBatch = db.m.Clip, db.m.ExportBatch
 
     with db.session() as s:
         clips = dict(s.execute(select(Clip.annotator_id, func.count()).group_by(Clip.annotator_id)).all())

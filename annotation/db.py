@@ -9,32 +9,21 @@ SQLite runs in WAL mode with ``synchronous=FULL`` (a committed transaction survi
 and every transaction starts with ``BEGIN IMMEDIATE`` (writers queue on the busy timeout instead of
 failing to upgrade a read lock). Postgres is used as it is (``postgresql+psycopg://...``; its
 default ``synchronous_commit=on`` is durable).
+
+SQLAlchemy is the ``annotation`` extra: it is imported when the tables are first needed
+(:func:`models`), so that this module imports without it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import os
 import secrets
+import types
 import uuid
 from typing import Any, Iterator
-
-from sqlalchemy import (
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    String,
-    UniqueConstraint,
-    create_engine,
-    event,
-    func,
-    select,
-)
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 DEFAULT_SET = "default"
 TOKEN_PREFIX = "cur_"
@@ -58,71 +47,78 @@ def image_id_of(sha256: str) -> str:
     return "img_" + sha256[:24]
 
 
-class Base(DeclarativeBase):
-    pass
+@functools.cache
+def models() -> Any:
+    """The tables as ORM classes: ``Base``, ``Image``, ``SetImage``, ``Annotator``, ``Clip``,
+    ``ExportBatch``, ``Secret`` (made once, on first use)."""
+    from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, UniqueConstraint
+    from sqlalchemy.orm import DeclarativeBase, mapped_column
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Image(Base):
+        __tablename__ = "images"
+        id = mapped_column(String(40), primary_key=True)
+        sha256 = mapped_column(String(64), unique=True, nullable=False)
+        format = mapped_column(String(16), nullable=False)  # png, jpeg, webp, gif
+        width = mapped_column(Integer, nullable=False)
+        height = mapped_column(Integer, nullable=False)
+        size_bytes = mapped_column(Integer, nullable=False)
+        source_name = mapped_column(String(255), nullable=False)  # the file it was imported from (display only)
+        created_at = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+    class SetImage(Base):
+        __tablename__ = "set_images"
+        set_name = mapped_column(String(100), primary_key=True)
+        image_id = mapped_column(ForeignKey("images.id"), primary_key=True)
+        position = mapped_column(Integer, nullable=False)
+
+    class Annotator(Base):
+        __tablename__ = "annotators"
+        id = mapped_column(String(40), primary_key=True)
+        name = mapped_column(String(100), unique=True, nullable=False)
+        token_sha256 = mapped_column(String(64), unique=True, nullable=False)
+        set_name = mapped_column(String(100), nullable=False)
+        created_at = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+    class ExportBatch(Base):
+        __tablename__ = "export_batches"
+        id = mapped_column(String(40), primary_key=True)
+        state = mapped_column(String(16), nullable=False)  # pending (rows assigned, maybe committed) | done
+        rows = mapped_column(Integer, nullable=False)
+        dataset = mapped_column(String(1000), nullable=False)
+        version = mapped_column(Integer, nullable=True)  # the Delta version that holds it
+        created_at = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+    class Clip(Base):
+        __tablename__ = "clips"
+        __table_args__ = (UniqueConstraint("annotator_id", "image_id", "audio_sha256", name="uq_clip_upload"),)
+        id = mapped_column(String(40), primary_key=True)
+        annotator_id = mapped_column(ForeignKey("annotators.id"), index=True, nullable=False)
+        image_id = mapped_column(ForeignKey("images.id"), nullable=False)
+        audio_sha256 = mapped_column(String(64), nullable=False)
+        audio_format = mapped_column(String(8), nullable=False)
+        codec = mapped_column(String(32), nullable=False)
+        duration_s = mapped_column(Float, nullable=False)
+        size_bytes = mapped_column(Integer, nullable=False)
+        submitted_at = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+        export_batch = mapped_column(ForeignKey("export_batches.id"), index=True, nullable=True)
+
+    class Secret(Base):
+        __tablename__ = "secrets"
+        name = mapped_column(String(40), primary_key=True)
+        value = mapped_column(String(128), nullable=False)
+
+    return types.SimpleNamespace(Base=Base, Image=Image, SetImage=SetImage, Annotator=Annotator, Clip=Clip,
+                                 ExportBatch=ExportBatch, Secret=Secret)
 
 
-class Image(Base):
-    __tablename__ = "images"
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    format: Mapped[str] = mapped_column(String(16))  # png, jpeg, webp, gif
-    width: Mapped[int] = mapped_column(Integer)
-    height: Mapped[int] = mapped_column(Integer)
-    size_bytes: Mapped[int] = mapped_column(Integer)
-    source_name: Mapped[str] = mapped_column(String(255))  # the file name it was imported from (display only)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-class SetImage(Base):
-    __tablename__ = "set_images"
-    set_name: Mapped[str] = mapped_column(String(100), primary_key=True)
-    image_id: Mapped[str] = mapped_column(ForeignKey("images.id"), primary_key=True)
-    position: Mapped[int] = mapped_column(Integer)
-
-
-class Annotator(Base):
-    __tablename__ = "annotators"
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
-    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    set_name: Mapped[str] = mapped_column(String(100))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-class Clip(Base):
-    __tablename__ = "clips"
-    __table_args__ = (UniqueConstraint("annotator_id", "image_id", "audio_sha256", name="uq_clip_upload"),)
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    annotator_id: Mapped[str] = mapped_column(ForeignKey("annotators.id"), index=True)
-    image_id: Mapped[str] = mapped_column(ForeignKey("images.id"))
-    audio_sha256: Mapped[str] = mapped_column(String(64))
-    audio_format: Mapped[str] = mapped_column(String(8))
-    codec: Mapped[str] = mapped_column(String(32))
-    duration_s: Mapped[float] = mapped_column(Float)
-    size_bytes: Mapped[int] = mapped_column(Integer)
-    submitted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    export_batch: Mapped[str | None] = mapped_column(ForeignKey("export_batches.id"), index=True, default=None)
-
-
-class ExportBatch(Base):
-    __tablename__ = "export_batches"
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    state: Mapped[str] = mapped_column(String(16))  # pending (rows assigned, maybe committed) | done
-    rows: Mapped[int] = mapped_column(Integer)
-    dataset: Mapped[str] = mapped_column(String(1000))
-    version: Mapped[int | None] = mapped_column(Integer, default=None)  # the Delta version that holds it
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-class Secret(Base):
-    __tablename__ = "secrets"
-    name: Mapped[str] = mapped_column(String(40), primary_key=True)
-    value: Mapped[str] = mapped_column(String(128))
-
-
-def make_engine(url: str) -> Engine:
+def make_engine(url: str) -> Any:
     """An engine for ``url``; a SQLite file's folder is created, WAL and FULL sync switched on."""
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.engine import make_url
+
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
@@ -147,63 +143,76 @@ def make_engine(url: str) -> Engine:
 
 
 class Database:
-    """The app's metadata store: sessions and the queries the app, CLI and export share."""
+    """The app's metadata store: sessions and the queries the app, CLI and export share. Rows are
+    the classes of :func:`models` (also at ``Database.m``)."""
 
     def __init__(self, url: str) -> None:
+        from sqlalchemy.orm import sessionmaker
+
         self.url = url
+        self.m = models()
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def create_all(self) -> None:
-        Base.metadata.create_all(self.engine)
+        self.m.Base.metadata.create_all(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()
 
-    def session(self) -> Session:
+    def session(self) -> Any:
         return self.sessions()
 
     # ------------------------------------------------------------ images and sets
 
     def add_image(self, sha256: str, *, format: str, width: int, height: int, size_bytes: int, source_name: str,
-                  set_name: str) -> tuple[Image, bool]:
+                  set_name: str) -> tuple[Any, bool]:
         """Record an image (stored blob) and put it in ``set_name``; ``(image, new to the set)``."""
-        iid = image_id_of(sha256)
+        from sqlalchemy import func, select
+
+        m, iid = self.m, image_id_of(sha256)
         with self.session() as s, s.begin():
-            img = s.get(Image, iid)
+            img = s.get(m.Image, iid)
             if img is None:
-                img = Image(id=iid, sha256=sha256, format=format, width=width, height=height, size_bytes=size_bytes,
-                            source_name=source_name[:255])
+                img = m.Image(id=iid, sha256=sha256, format=format, width=width, height=height, size_bytes=size_bytes,
+                              source_name=source_name[:255])
                 s.add(img)
-            if s.get(SetImage, (set_name, iid)) is not None:
+            if s.get(m.SetImage, (set_name, iid)) is not None:
                 return img, False
-            last = s.scalar(select(func.max(SetImage.position)).where(SetImage.set_name == set_name))
-            s.add(SetImage(set_name=set_name, image_id=iid, position=(last or 0) + 1))
+            last = s.scalar(select(func.max(m.SetImage.position)).where(m.SetImage.set_name == set_name))
+            s.add(m.SetImage(set_name=set_name, image_id=iid, position=(last or 0) + 1))
         return img, True
 
-    def image(self, image_id: str) -> Image | None:
+    def image(self, image_id: str) -> Any | None:
         with self.session() as s:
-            return s.get(Image, image_id)
+            return s.get(self.m.Image, image_id)
 
-    def image_by_sha(self, sha256: str) -> Image | None:
+    def image_by_sha(self, sha256: str) -> Any | None:
+        from sqlalchemy import select
+
         with self.session() as s:
-            return s.scalar(select(Image).where(Image.sha256 == sha256))
+            return s.scalar(select(self.m.Image).where(self.m.Image.sha256 == sha256))
 
     def in_set(self, set_name: str, image_id: str) -> bool:
         with self.session() as s:
-            return s.get(SetImage, (set_name, image_id)) is not None
+            return s.get(self.m.SetImage, (set_name, image_id)) is not None
 
     def set_sizes(self) -> dict[str, int]:
+        from sqlalchemy import func, select
+
+        si = self.m.SetImage
         with self.session() as s:
-            rows = s.execute(select(SetImage.set_name, func.count()).group_by(SetImage.set_name)).all()
+            rows = s.execute(select(si.set_name, func.count()).group_by(si.set_name)).all()
         return {name: int(n) for name, n in rows}
 
     # ------------------------------------------------------------ annotators
 
-    def add_annotator(self, name: str, set_name: str = DEFAULT_SET) -> tuple[Annotator, str]:
+    def add_annotator(self, name: str, set_name: str = DEFAULT_SET) -> tuple[Any, str]:
         """A new annotator and their token (shown once: only its hash is stored)."""
+        from sqlalchemy.exc import IntegrityError
+
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        ann = Annotator(id="ann_" + uuid.uuid4().hex[:16], name=name, token_sha256=hash_token(token), set_name=set_name)
+        ann = self.m.Annotator(id="ann_" + uuid.uuid4().hex[:16], name=name, token_sha256=hash_token(token), set_name=set_name)
         try:
             with self.session() as s, s.begin():
                 s.add(ann)
@@ -211,57 +220,72 @@ class Database:
             raise ValueError(f"an annotator named {name!r} already exists") from None
         return ann, token
 
-    def annotator_by_token(self, token: str) -> Annotator | None:
-        with self.session() as s:
-            return s.scalar(select(Annotator).where(Annotator.token_sha256 == hash_token(token)))
+    def annotator_by_token(self, token: str) -> Any | None:
+        from sqlalchemy import select
 
-    def annotators(self) -> list[Annotator]:
+        a = self.m.Annotator
         with self.session() as s:
-            return list(s.scalars(select(Annotator).order_by(Annotator.name)))
+            return s.scalar(select(a).where(a.token_sha256 == hash_token(token)))
+
+    def annotators(self) -> list[Any]:
+        from sqlalchemy import select
+
+        with self.session() as s:
+            return list(s.scalars(select(self.m.Annotator).order_by(self.m.Annotator.name)))
 
     # ------------------------------------------------------------ work and progress
 
-    def next_image(self, ann: Annotator) -> Image | None:
+    def next_image(self, ann: Any) -> Any | None:
         """The first image of the annotator's set (import order) they have no clip for."""
-        done = select(Clip.image_id).where(Clip.annotator_id == ann.id)
+        from sqlalchemy import select
+
+        m = self.m
+        done = select(m.Clip.image_id).where(m.Clip.annotator_id == ann.id)
         q = (
-            select(Image)
-            .join(SetImage, SetImage.image_id == Image.id)
-            .where(SetImage.set_name == ann.set_name, Image.id.not_in(done))
-            .order_by(SetImage.position)
+            select(m.Image)
+            .join(m.SetImage, m.SetImage.image_id == m.Image.id)
+            .where(m.SetImage.set_name == ann.set_name, m.Image.id.not_in(done))
+            .order_by(m.SetImage.position)
             .limit(1)
         )
         with self.session() as s:
             return s.scalar(q)
 
-    def progress(self, ann: Annotator) -> tuple[int, int]:
+    def progress(self, ann: Any) -> tuple[int, int]:
         """``(images of the set with a clip by this annotator, images in the set)``."""
+        from sqlalchemy import func, select
+
+        m = self.m
         with self.session() as s:
-            total = s.scalar(select(func.count()).select_from(SetImage).where(SetImage.set_name == ann.set_name)) or 0
+            total = s.scalar(select(func.count()).select_from(m.SetImage).where(m.SetImage.set_name == ann.set_name)) or 0
             done = s.scalar(
-                select(func.count(func.distinct(Clip.image_id)))
-                .join(SetImage, (SetImage.image_id == Clip.image_id) & (SetImage.set_name == ann.set_name))
-                .where(Clip.annotator_id == ann.id)
+                select(func.count(func.distinct(m.Clip.image_id)))
+                .join(m.SetImage, (m.SetImage.image_id == m.Clip.image_id) & (m.SetImage.set_name == ann.set_name))
+                .where(m.Clip.annotator_id == ann.id)
             ) or 0
         return int(done), int(total)
 
     # ------------------------------------------------------------ clips
 
-    def find_clip(self, annotator_id: str, image_id: str, audio_sha256: str) -> Clip | None:
+    def find_clip(self, annotator_id: str, image_id: str, audio_sha256: str) -> Any | None:
+        from sqlalchemy import select
+
+        c = self.m.Clip
         with self.session() as s:
-            return s.scalar(select(Clip).where(Clip.annotator_id == annotator_id, Clip.image_id == image_id,
-                                               Clip.audio_sha256 == audio_sha256))
+            return s.scalar(select(c).where(c.annotator_id == annotator_id, c.image_id == image_id, c.audio_sha256 == audio_sha256))
 
     def add_clip(self, *, annotator_id: str, image_id: str, audio_sha256: str, audio_format: str, codec: str,
-                 duration_s: float, size_bytes: int) -> tuple[Clip, bool]:
+                 duration_s: float, size_bytes: int) -> tuple[Any, bool]:
         """Record an upload whose blob is durable; ``(clip, created)``. The same bytes for the same
         image by the same annotator give back the clip recorded first (``created`` False)."""
+        from sqlalchemy.exc import IntegrityError
+
         old = self.find_clip(annotator_id, image_id, audio_sha256)
         if old is not None:
             return old, False
-        clip = Clip(id="clip_" + uuid.uuid4().hex, annotator_id=annotator_id, image_id=image_id, audio_sha256=audio_sha256,
-                    audio_format=audio_format, codec=codec, duration_s=float(duration_s), size_bytes=int(size_bytes),
-                    submitted_at=utcnow())
+        clip = self.m.Clip(id="clip_" + uuid.uuid4().hex, annotator_id=annotator_id, image_id=image_id,
+                           audio_sha256=audio_sha256, audio_format=audio_format, codec=codec, duration_s=float(duration_s),
+                           size_bytes=int(size_bytes), submitted_at=utcnow())
         try:
             with self.session() as s, s.begin():
                 s.add(clip)
@@ -272,35 +296,46 @@ class Database:
             return old, False
         return clip, True
 
-    def clips_of(self, annotator_id: str) -> list[Clip]:
-        with self.session() as s:
-            return list(s.scalars(select(Clip).where(Clip.annotator_id == annotator_id).order_by(Clip.submitted_at, Clip.id)))
+    def clips_of(self, annotator_id: str) -> list[Any]:
+        from sqlalchemy import select
 
-    def clip_of(self, annotator_id: str, clip_id: str) -> Clip | None:
+        c = self.m.Clip
         with self.session() as s:
-            return s.scalar(select(Clip).where(Clip.id == clip_id, Clip.annotator_id == annotator_id))
+            return list(s.scalars(select(c).where(c.annotator_id == annotator_id).order_by(c.submitted_at, c.id)))
 
-    def all_clips(self) -> Iterator[Clip]:
+    def clip_of(self, annotator_id: str, clip_id: str) -> Any | None:
+        from sqlalchemy import select
+
+        c = self.m.Clip
         with self.session() as s:
-            yield from s.scalars(select(Clip).order_by(Clip.submitted_at, Clip.id))
+            return s.scalar(select(c).where(c.id == clip_id, c.annotator_id == annotator_id))
+
+    def all_clips(self) -> Iterator[Any]:
+        from sqlalchemy import select
+
+        c = self.m.Clip
+        with self.session() as s:
+            yield from s.scalars(select(c).order_by(c.submitted_at, c.id))
 
     # ------------------------------------------------------------ secrets
 
     def secret(self, name: str = "image_urls") -> bytes:
         """A random key made once per database (signs image URLs for every server process)."""
+        from sqlalchemy.exc import IntegrityError
+
+        sec = self.m.Secret
         with self.session() as s:
-            row = s.get(Secret, name)
+            row = s.get(sec, name)
         if row is None:
             try:
                 with self.session() as s, s.begin():
-                    s.add(Secret(name=name, value=secrets.token_hex(32)))
+                    s.add(sec(name=name, value=secrets.token_hex(32)))
             except IntegrityError:
                 pass  # another process made it first
             with self.session() as s:
-                row = s.get(Secret, name)
+                row = s.get(sec, name)
         assert row is not None
         return bytes.fromhex(row.value)
 
 
-__all__ = ["Annotator", "Base", "Clip", "DEFAULT_SET", "Database", "ExportBatch", "Image", "SetImage", "as_utc",
-           "hash_token", "image_id_of", "make_engine", "utcnow"]
+__all__ = ["DEFAULT_SET", "Database", "as_utc", "hash_token", "image_id_of", "make_engine", "models", "utcnow"]

@@ -25,13 +25,11 @@ import uuid
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import select, update
-
 from curate.pipelines import fs
 from curate.pipelines import store as dstore
 from curate.pipelines.errors import RunKeyCommittedError
 
-from .db import Annotator, Clip, Database, ExportBatch, Image, as_utc, utcnow
+from .db import Database, as_utc, utcnow
 from .store import BlobStore
 
 RUN_KEY_PREFIX = "curate.annotate.export:"
@@ -66,8 +64,11 @@ class ExportResult:
     resumed: bool = False  # the batch was committed by an earlier export that died before recording it
 
 
-def _open_batch(db: Database, dataset: str) -> ExportBatch | None:
+def _open_batch(db: Database, dataset: str) -> Any | None:
     """The oldest pending batch of ``dataset``, else a new batch of every unexported clip."""
+    from sqlalchemy import select, update
+
+    Clip, ExportBatch = db.m.Clip, db.m.ExportBatch
     with db.session() as s, s.begin():
         pending = s.scalars(select(ExportBatch).where(ExportBatch.state == "pending").order_by(ExportBatch.created_at)).all()
         for b in pending:
@@ -89,6 +90,9 @@ def _open_batch(db: Database, dataset: str) -> ExportBatch | None:
 
 
 def _rows(db: Database, store: BlobStore, batch_id: str) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    Annotator, Clip, Image = db.m.Annotator, db.m.Clip, db.m.Image
     q = (
         select(Clip, Image)
         .join(Image, Image.id == Clip.image_id)
@@ -115,6 +119,9 @@ def _rows(db: Database, store: BlobStore, batch_id: str) -> list[dict[str, Any]]
 
 
 def _finish(db: Database, batch_id: str, version: int) -> None:
+    from sqlalchemy import update
+
+    ExportBatch = db.m.ExportBatch
     with db.session() as s, s.begin():
         s.execute(update(ExportBatch).where(ExportBatch.id == batch_id).values(state="done", version=version))
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import Callable
-
-from PIL import Image, ImageDraw, ImageFont
+from typing import Any, Callable
 
 W, H = 480, 360
-Draw = ImageDraw.ImageDraw
+Draw = Any  # PIL.ImageDraw.ImageDraw (Pillow is the annotation extra: imported when drawing)
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+def _font(size: int) -> Any:
+    from PIL import ImageFont
+
     return ImageFont.load_default(size=size)
 
 
@@ -137,6 +137,8 @@ SCENES: dict[str, Callable[[Draw], None]] = {
 
 
 def make(out_dir: str) -> list[str]:
+    from PIL import Image, ImageDraw
+
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     for name, draw in SCENES.items():

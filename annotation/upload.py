@@ -15,8 +15,6 @@ import os
 import tempfile
 from typing import IO, Any, AsyncIterator
 
-from python_multipart.multipart import MultipartParser, parse_options_header
-
 MAX_FIELD_BYTES = 1024
 #: multipart framing and text fields allowed on top of the file's size limit
 OVERHEAD_BYTES = 64 * 1024
@@ -88,6 +86,8 @@ class _Parts:
         self._hname, self._hvalue = b"", b""
 
     def _headers_finished(self) -> None:
+        from python_multipart.multipart import parse_options_header
+
         _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
         name = params.get(b"name")
         if name is None:
@@ -136,6 +136,8 @@ def _mb(n: int) -> str:
 async def receive(content_type: str, body: AsyncIterator[bytes], spool_dir: str, max_file_bytes: int,
                   declared_length: int | None = None) -> Received:
     """Parse a ``multipart/form-data`` body from ``body`` (chunks); :class:`UploadError` (400/413/422)."""
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
     ctype, params = parse_options_header(content_type)
     if ctype != b"multipart/form-data" or not params.get(b"boundary"):
         raise UploadError(422, "send multipart/form-data with the fields image_id and file")
