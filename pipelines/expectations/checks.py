@@ -21,10 +21,9 @@ from typing import Any, ClassVar, Optional
 
 from .spec import ge_environment
 
-ge_environment()
-
-from great_expectations.compatibility.pydantic import Field  # noqa: E402
-from great_expectations.expectations.expectation import BatchExpectation  # noqa: E402
+with ge_environment():
+    from great_expectations.compatibility.pydantic import Field
+    from great_expectations.expectations.expectation import BatchExpectation
 
 #: the metrics curate computes for these checks (names of keys in ``_validate``'s ``metrics``)
 ROW_COUNT = "table.row_count"

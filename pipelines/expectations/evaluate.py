@@ -111,7 +111,6 @@ def method_of(spec: ExpectationSpec) -> str:
 
 
 def make_plan(specs: list[ExpectationSpec], total_rows: int) -> GatePlan:
-    ge_environment()
     return GatePlan(tuple(specs), tuple(method_of(s) for s in specs), int(total_rows), sample_rows())
 
 
@@ -174,11 +173,12 @@ class _Validator:
     _cache: dict[tuple[str, str], _Validator] = {}
 
     def __init__(self, plan: GatePlan, method: str) -> None:
-        ge_environment()
-        import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
+        with ge_environment():
+            import great_expectations as gx
+            from great_expectations.data_context.types.base import ProgressBarsConfig
 
-        self.context = gx.get_context(mode="ephemeral")
+            self.context = gx.get_context(mode="ephemeral")  # in memory: no gx/ folder
+        self.context.enable_analytics(False)
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
         source = self.context.data_sources.add_pandas(f"curate-{method}")
         self.batch_definition = source.add_dataframe_asset("staged").add_batch_definition_whole_dataframe("batch")
@@ -211,7 +211,7 @@ def _file_sample(uri: str, rows: int, plan: GatePlan) -> np.ndarray | None:
     if plan.total_rows <= plan.sample_rows:
         return None
     k = min(rows, int(round(plan.sample_rows * rows / max(1, plan.total_rows))))
-    rng = np.random.default_rng(xxhash.xxh3_64_intdigest(uri.rsplit("/", 1)[-1]))
+    rng = np.random.default_rng(xxhash.xxh3_64_intdigest(uri.rsplit("/", 1)[-1].encode()))
     return np.sort(rng.choice(rows, size=k, replace=False)) if k else np.empty(0, np.int64)
 
 
@@ -219,7 +219,6 @@ def evaluate_part(plan: GatePlan, files: list[tuple[str, int]], storage_options:
     """The aggregates of ``files`` (shard URIs with their row counts), streamed batch by batch."""
     from .._textops import hash_column
 
-    ge_environment()
     part = Partial()
     wanted = plan.columns()
     maps = _Validator.get(plan, "map") if plan.indices("map") else None

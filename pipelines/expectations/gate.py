@@ -54,7 +54,7 @@ def _judge(result: Any, reports: list[str], what: str, console: Console, seconds
     info["seconds"] = round(seconds, 3)
     info["reports"] = reports
     if not result.success:
-        log.error("%s: expectations failed:\n%s", what, "\n".join(lines))
+        log.info("%s: expectations failed:\n%s", what, "\n".join(lines))  # (info: `curate check` has no log file)
         raise ExpectationsFailedError(
             f"{what}: {headline(result)}; the failed ones:\n" + "\n".join(lines),
             hint=f"the validation result: {reports[0]} (Data Docs: {reports[1]})",
@@ -63,10 +63,10 @@ def _judge(result: Any, reports: list[str], what: str, console: Console, seconds
         )
     msg = f"expectations: {headline(result)} ({seconds:.1f}s); report {reports[1]}"
     log.info(msg)
-    console.print(escape(msg), highlight=False)
+    console.print(escape(msg), highlight=False, soft_wrap=True)
     for line in lines:  # failures that do not block (severity warning or info)
-        log.warning(line)
-        console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
+        log.info("warning: %s", line)
+        console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
     return info
 
 
@@ -96,7 +96,7 @@ def gate_staged(specs: list[ExpectationSpec], main_uri: str, main_files: list[di
     latest = _version_files(main_uri, None, storage_options)
     previous_rows = latest[1] if latest is not None else None
     files = (latest[0] if latest is not None and mode == "append" else []) + staged
-    console.print(f"checking {len(specs)} expectations on {sum(r for _, r in files):,} rows before publishing", highlight=False)
+    console.print(f"checking {len(specs)} expectations on {sum(r for _, r in files):,} rows before publishing", highlight=False, soft_wrap=True)
     result = evaluate(specs, files, storage_options=storage_options, previous_rows=previous_rows, mapper=mapper)
     reports = save(result, Path(log_file).parent, run_id)
     return _judge(result, reports, "the publish gate failed, nothing was published", console, time.time() - t0)

@@ -131,7 +131,7 @@ def observed(result: Any) -> str:
         pct = r.get("unexpected_percent")
         text = f"{r.get('unexpected_count')} unexpected of {r.get('element_count')} rows"
         if pct is not None:
-            text += f" ({pct:.3g}% of non-null)"
+            text += f" ({pct:.3g}%" + (f" of the non-null; {r['missing_count']} null)" if r.get("missing_count") else ")")
         if r.get("partial_unexpected_list"):
             text += f", e.g. {[_short(v) for v in r['partial_unexpected_list'][:5]]}"
         return text

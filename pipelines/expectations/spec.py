@@ -18,10 +18,12 @@ Great Expectations is imported only when a pipeline has expectations.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,17 +58,28 @@ class ExpectationSpec:
         return {self.type: dict(self.kwargs)}
 
 
-def ge_environment() -> None:
-    """What must hold before Great Expectations is imported: no usage statistics sent."""
+@contextlib.contextmanager
+def ge_environment() -> Iterator[None]:
+    """``GX_ANALYTICS_ENABLED=False`` while Great Expectations is imported or a context is made
+    (no usage statistics), restored afterwards: ``curate.run`` leaves its caller's environment
+    as it was."""
+    saved = os.environ.get("GX_ANALYTICS_ENABLED")
     os.environ["GX_ANALYTICS_ENABLED"] = "False"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("GX_ANALYTICS_ENABLED", None)
+        else:
+            os.environ["GX_ANALYTICS_ENABLED"] = saved
 
 
 def registry() -> tuple[Any, list[str]]:
     """GE's ``get_expectation_impl`` and every registered name (curate's checks included)."""
-    ge_environment()
-    from great_expectations.expectations.registry import get_expectation_impl, list_registered_expectation_implementations
+    with ge_environment():
+        from great_expectations.expectations.registry import get_expectation_impl, list_registered_expectation_implementations
 
-    from . import checks  # noqa: F401  (registers curate_* in GE's registry)
+        from . import checks  # noqa: F401  (registers curate_* in GE's registry)
 
     return get_expectation_impl, sorted(list_registered_expectation_implementations())
 
