@@ -8,7 +8,7 @@ say in the time. It also sometimes writes nothing for a clip full of speech. Eac
 ``(flag, reason)`` pairs. The flag names are stable (they land in ``transcript_flags``):
 
 ``repeated_ngram``
-    a word n-gram (1 to 4 words) repeated back to back at least ``min_repeats`` times, or one
+    a word n-gram (1 to ``max_ngram`` words, 10) repeated back to back at least ``min_repeats`` times, or one
     3-gram making up a large share of a long transcript
 ``filler_phrase``
     a phrase Whisper is known to invent (see :data:`FILLER_PATTERNS`)
@@ -48,8 +48,10 @@ class Limits:
 
     #: back-to-back repeats of one n-gram that count as a loop ("you you you": 3)
     min_repeats: int = 3
+    #: the longest phrase (in words) looked for as a loop
+    max_ngram: int = 10
     #: a single 3-gram making up at least this share of the 3-grams of a transcript ...
-    max_trigram_share: float = 0.3
+    max_trigram_share: float = 0.2
     #: ... of at least this many words
     min_words_for_share: int = 12
     #: characters (without spaces) per second of speech above which the text cannot have been said
@@ -64,10 +66,10 @@ def words(text: str) -> list[str]:
 
 
 def repeated_ngram(text: str, limits: Limits = Limits()) -> str | None:
-    """A phrase looping: an n-gram (n = 1..4) repeated back to back ``min_repeats`` times, or one
+    """A phrase looping: an n-gram (n = 1..max_ngram) repeated back to back ``min_repeats`` times, or one
     3-gram that is ``max_trigram_share`` of all 3-grams of a long transcript."""
     ws = words(text)
-    for n in range(1, 5):
+    for n in range(1, limits.max_ngram + 1):
         need = n * limits.min_repeats
         for i in range(len(ws) - need + 1):
             gram = ws[i : i + n]

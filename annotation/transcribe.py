@@ -11,9 +11,12 @@ int8 on CPU; ``model`` takes any faster-whisper model folder (or a model name al
 Hugging Face cache: nothing is downloaded). With ``run: {gpus: 1}`` it runs on CUDA in float16.
 
 ``batch_clips`` > 1 decodes that many clips of at most 30 s together (faster-whisper's
-BatchedInferencePipeline, one 30 s window per clip, no text carried between clips). On the 2-core
-CPU it was measured slower than one clip at a time and it drops the words after the last
-timestamp of a few clips (see bench/README.md), so the default is 1; it is meant for GPUs.
+BatchedInferencePipeline: one 30 s window per clip, laid side by side in one batch, no text
+carried between clips, so each clip's transcript is its own). That pipeline decodes a window
+once and drops the words after the last timestamp the model wrote, where one-by-one decoding
+goes on: a clip whose speech (VAD) outlasts its last word by more than 0.8 s is decoded again
+alone (counter ``redecoded``). On the 2-core CPU, batching was measured no faster than one clip at
+a time (see bench/README.md), so the default is 1; it is meant for GPUs.
 
 A clip that cannot be decoded fails the run naming the row id and the URI (exit 1, like any
 stage error), or with ``on_error: skip`` is dropped with rule ``undecodable_audio``.
@@ -41,6 +44,8 @@ from .hallucination import Limits, check_transcript
 SAMPLE_RATE = 16_000
 #: the longest clip decoded as one window by the batched path; longer clips go one by one
 WINDOW_S = 30.0
+#: a batched clip whose speech (VAD) goes on this long after its last word is decoded again alone
+UNFINISHED_TAIL_S = 0.8
 
 WORD_TYPE = pa.struct([("start", pa.float64()), ("end", pa.float64()), ("word", pa.string()), ("probability", pa.float64())])
 SEGMENT_TYPE = pa.struct([
@@ -233,10 +238,13 @@ class Transcribe(Stage[TranscribeParams]):
                 if p.on_error == "fail":
                     raise RowError(ids[i], message + " (set on_error: skip to drop such clips)") from None
                 drop_rule[i], drop_reason[i] = "undecodable_audio", message
+        self._redecoded = 0
         results = self._transcribe_all(audios)
         rows: list[dict[str, Any]] = []
         label = self._label()
         counters = {"audio_ms": 0, "flagged": 0}
+        if p.batch_clips > 1:
+            counters["redecoded"] = self._redecoded
         for i in range(n):
             r = results[i]
             if r is None:
@@ -277,6 +285,9 @@ class Transcribe(Stage[TranscribeParams]):
                     clips = [a for a in (audios[i] for i in chunk) if a is not None]
                     for i, r in zip(chunk, self._transcribe_batch(clips, group[0], [group[2][i] for i in chunk])):
                         out[i] = r
+                        if r is None:  # its last words were cut: decoded again below
+                            batched.discard(i)
+                            self._redecoded += 1
         for i, audio in enumerate(audios):
             if audio is not None and i not in batched:
                 out[i] = self._transcribe_one(audio)
@@ -292,9 +303,7 @@ class Transcribe(Stage[TranscribeParams]):
         return _result(segs, info.language, info.language_probability, len(audio) / SAMPLE_RATE, speech)
 
     def _speech_seconds(self, audio: np.ndarray) -> float:
-        from faster_whisper.vad import get_speech_timestamps
-
-        return sum(t["end"] - t["start"] for t in get_speech_timestamps(audio)) / SAMPLE_RATE
+        return _speech(audio)[0]
 
     def _language_groups(self, indices: list[int], audios: list[np.ndarray | None]) -> list[tuple[str, list[int], dict[int, float]]]:
         """Clips grouped by language (a batch is decoded in one language), with each clip's
@@ -309,9 +318,14 @@ class Transcribe(Stage[TranscribeParams]):
             probs[i] = float(prob)
         return [(lang, members, probs) for lang, members in groups.items()]
 
-    def _transcribe_batch(self, audios: list[np.ndarray], language: str, probs: list[float]) -> list[dict[str, Any]]:
+    def _transcribe_batch(self, audios: list[np.ndarray], language: str, probs: list[float]) -> list[dict[str, Any] | None]:
         """Clips of <= 30 s decoded together: laid end to end with a second of silence between
-        them and handed to the batched pipeline as one window each (``clip_timestamps``)."""
+        them and handed to the batched pipeline as one window each (``clip_timestamps``).
+
+        The batched pipeline decodes each window once and drops the words after the last
+        timestamp the model wrote (one-by-one decoding goes on from there): a clip whose speech
+        (VAD) continues more than UNFINISHED_TAIL_S after its last word is None, to be decoded
+        again alone."""
         from faster_whisper import BatchedInferencePipeline
 
         if self._batched is None:
@@ -334,10 +348,25 @@ class Transcribe(Stage[TranscribeParams]):
         for s in segments:
             k = int(np.argmin(np.abs(starts - s.seek / 100.0)))  # a segment's seek is its window's start (frames of 10 ms)
             per_clip[k].append(_segment(s, spans[k]["start"]))
-        return [
-            _result(per_clip[k], language, probs[k], len(a) / SAMPLE_RATE, self._speech_seconds(a))
-            for k, a in enumerate(audios)
-        ]
+        results: list[dict[str, Any] | None] = []
+        for k, a in enumerate(audios):
+            speech, last_speech = _speech(a)
+            words = [w for seg in per_clip[k] for w in seg["words"]]
+            last_said = words[-1]["end"] if words else (per_clip[k][-1]["end"] if per_clip[k] else 0.0)
+            if speech > 0 and last_speech - last_said > UNFINISHED_TAIL_S:
+                results.append(None)
+            else:
+                results.append(_result(per_clip[k], language, probs[k], len(a) / SAMPLE_RATE, speech))
+        return results
+
+
+def _speech(audio: np.ndarray) -> tuple[float, float]:
+    """Seconds of speech in the clip (Silero VAD) and where the last speech ends."""
+    from faster_whisper.vad import get_speech_timestamps
+
+    spans = get_speech_timestamps(audio)
+    total = sum(t["end"] - t["start"] for t in spans) / SAMPLE_RATE
+    return total, (spans[-1]["end"] / SAMPLE_RATE if spans else 0.0)
 
 
 def _segment(s: Any, offset: float) -> dict[str, Any]:
