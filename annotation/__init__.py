@@ -1,5 +1,10 @@
-"""Spoken image annotations (planned: Whisper transcription of voice clips via faster-whisper,
-LLM caption clean-up, the annotators' upload service on SQLite by default).
+"""Spoken image annotations: annotators describe images out loud, Whisper transcribes the clips,
+a language model cleans the transcripts into captions.
 
-No stages yet; see ``curate.synth`` for how model stages plug in.
+- the annotators' web app and its storage: ``app`` (``create_app(settings)``), ``api``, ``auth``,
+  ``upload``, ``audio`` (PyAV decoding), ``store`` (blobs by SHA-256), ``db`` (SQLAlchemy),
+  ``images``, ``export`` (clips -> the clips Delta dataset), ``cli`` (``curate annotate``);
+- the pipeline stages ``transcribe`` and ``caption`` (registered as ``curate.stages``).
+
+Nothing here imports the ``annotation`` extra's packages at import time.
 """

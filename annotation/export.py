@@ -151,8 +151,8 @@ def export_clips(db: Database, store: BlobStore, dataset: str, storage_options: 
         rows = _rows(db, store, batch.id)
         table = pa.Table.from_pylist(rows, schema=SCHEMA)
         shard = _write_shard(uri, batch.id, table, storage_options)
-        meta = {"tool": "curate annotate export", "export_batch": batch.id, "rows": table.num_rows,
-                "clip_store": store.url, "curate_version": _version()}
+        meta = {"run_id": f"annotate-export-{batch.id[:12]}", "pipeline_file": "curate annotate export",
+                "export_batch": batch.id, "rows": table.num_rows, "clip_store": store.url, "curate_version": _version()}
         try:
             version = dstore.commit(uri, [shard], mode="append", metadata=meta, storage_options=storage_options,
                                     default_schema=SCHEMA, run_key=key)
