@@ -16,9 +16,13 @@ import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from helpers import SHARED, curate_exe, need_shared_data, run_cli
+from helpers import SHARED, curate_exe, need_shared_data
 from sysdeps import need_chromium, need_program
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 LJSPEECH = SHARED / "evaldata" / "speech" / "ljspeech"
 APP_START_TIMEOUT_S = 60
@@ -113,21 +117,17 @@ class AnnotationApp:
         return {"CURATE_ANNOTATION_DATA": str(self.folder), "CURATE_ANNOTATION_DB": self.db_url,
                 "CURATE_ANNOTATION_STORE": self.store}
 
-    def admin(self, *args: str, in_process: bool = True, timeout: float = 120) -> str:
+    def admin(self, *args: str) -> str:
         """Run `curate annotate ARGS` on this app's data; its stdout. Fails the test on a non-zero
-        exit. In-process (click's runner on the `curate` command itself: the same code without a
-        new interpreter and its imports, seconds per call on this machine), or a real process."""
-        if in_process:
-            from click.testing import CliRunner
+        exit. Runs in this process (click's runner on the `curate` command itself: the same code
+        without a new interpreter and its imports, which cost seconds per call on this machine)."""
+        from click.testing import CliRunner
 
-            from curate.pipelines.cli import cli
+        from curate.pipelines.cli import cli
 
-            res = CliRunner().invoke(cli, ["annotate", *args], env=self.env, catch_exceptions=False)
-            assert res.exit_code == 0, f"curate annotate {' '.join(args)} failed:\n{res.output}"
-            return res.stdout
-        proc = run_cli("annotate", *args, cwd=self.folder, env=self.env, timeout=timeout)
-        assert proc.returncode == 0, f"curate annotate {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-        return proc.stdout
+        res = CliRunner().invoke(cli, ["annotate", *args], env=self.env, catch_exceptions=False)
+        assert res.exit_code == 0, f"curate annotate {' '.join(args)} failed:\n{res.output}"
+        return res.stdout
 
     def add_annotator(self, name: str) -> str:
         """A new annotator's token: the last line `add-annotator` prints."""
@@ -194,7 +194,7 @@ def chromium_args(fake_audio: Path | None) -> list[str]:
 
 
 @contextlib.contextmanager
-def chromium(fake_audio: Path | None = None) -> Iterator[object]:
+def chromium(fake_audio: Path | None = None) -> Iterator[Browser]:
     """Debian's chromium (headless) through Playwright; its microphone plays ``fake_audio`` (a wav,
     looped). Yields a playwright ``Browser``."""
     exe = need_chromium()

@@ -65,7 +65,7 @@ def test_chromium_fake_microphone_records_the_clip(blank_page_server: str, tmp_p
 
     wav, _text = lj_clips()[0]
     with chromium(wav) as browser:
-        page = browser.new_page()  # type: ignore[attr-defined]
+        page = browser.new_page()
         page.goto(blank_page_server)
         mime, b64 = page.evaluate(RECORD_JS, 3000)
     assert mime.startswith("audio/webm"), mime
@@ -138,7 +138,7 @@ def test_sign_in_record_play_back_submit_and_upload_a_file(tmp_path: Path) -> No
     uploaded, _ = clips["LJ001-0003"]  # "For although the Chinese took impressions from wood blocks ..."
     with annotation_app(tmp_path / "app", images=2) as app, chromium(spoken) as browser:
         token = app.add_annotator("alice")
-        page = browser.new_page()  # type: ignore[attr-defined]
+        page = browser.new_page()
         page.set_default_timeout(30_000)
         page.add_init_script(WATCH_UPLOADS_JS)
         page.goto(app.base_url + "/")

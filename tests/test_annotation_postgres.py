@@ -36,10 +36,13 @@ def test_the_cluster_is_a_private_loopback_server_run_by_postgres(pg: PgCluster)
 
     import psycopg
 
+    def show(conn: psycopg.Connection, setting: str) -> str:
+        row = conn.execute(f"SHOW {setting}").fetchone()
+        assert row is not None
+        return str(row[0])
+
     with psycopg.connect(pg.dsn) as conn:
-        data_dir = conn.execute("SHOW data_directory").fetchone()[0]
-        listen = conn.execute("SHOW listen_addresses").fetchone()[0]
-        port = int(conn.execute("SHOW port").fetchone()[0])
+        data_dir, listen, port = show(conn, "data_directory"), show(conn, "listen_addresses"), int(show(conn, "port"))
     assert Path(data_dir).is_relative_to(pg.folder) and str(pg.folder).startswith("/tmp/")
     assert listen == "127.0.0.1" and port == pg.port
     if os.geteuid() == 0:
