@@ -179,7 +179,7 @@ def test_sign_in_record_play_back_submit_and_upload_a_file(tmp_path: Path) -> No
             assert sha256_file(blob) == c["sha256"] == rows[c["id"]].audio_sha256
         # the bytes the browser sent are the bytes stored under the hash the app answered
         assert page.evaluate("window.__sentFiles") == [recorded["sha256"], sha256_file(uploaded)]
-        assert recorded["format"] == "webm" and 3.0 <= recorded["duration_s"] <= 5.0, recorded
+        assert recorded["format"] == "webm" and 3.0 <= recorded["duration_s"] <= 7.0, recorded  # 4 s between the clicks
         with av.open(store.uri(recorded["sha256"])) as container:
             assert container.streams.audio[0].codec_context.name == "opus"
         assert from_file["sha256"] == sha256_file(uploaded) and from_file["format"] == "wav"
