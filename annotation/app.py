@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None) -> Any:
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> Any:
         log.exception("%s %s failed", request.method, request.url.path)
-        return JSONResponse({"detail": f"internal error ({type(exc).__name__}); nothing was recorded for this request"},
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__}); the server's log has the details"},
                             status_code=500)
 
     return app

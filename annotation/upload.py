@@ -143,7 +143,8 @@ async def receive(content_type: str, body: AsyncIterator[bytes], spool_dir: str,
         raise UploadError(422, "send multipart/form-data with the fields image_id and file")
     limit = max_file_bytes + OVERHEAD_BYTES
     if declared_length is not None and declared_length > limit:
-        await _drain(body, declared_length)
+        if declared_length - limit <= DRAIN_BYTES:
+            await _drain(body)
         raise UploadError(413, f"the upload ({declared_length} bytes) is larger than the limit of {_mb(max_file_bytes)}")
     parts = _Parts(spool_dir, max_file_bytes)
     parser = MultipartParser(params[b"boundary"], parts.callbacks())
@@ -161,7 +162,7 @@ async def receive(content_type: str, body: AsyncIterator[bytes], spool_dir: str,
         parts.close()
         Received(parts.fields, parts.path, parts.size, "").discard()
         if exc.status == 413:
-            await _drain(body, total)
+            await _drain(body)
         raise
     except Exception as exc:  # a malformed body (python-multipart's errors) or a broken connection
         parts.close()
@@ -171,7 +172,9 @@ async def receive(content_type: str, body: AsyncIterator[bytes], spool_dir: str,
     return Received(parts.fields, parts.path, parts.size, parts.hash.hexdigest())
 
 
-async def _drain(body: AsyncIterator[bytes], seen: int) -> None:
+async def _drain(body: AsyncIterator[bytes]) -> None:
+    """Read and discard up to DRAIN_BYTES more of the body."""
+    seen = 0
     try:
         async for chunk in body:
             seen += len(chunk)

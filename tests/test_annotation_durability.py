@@ -1,5 +1,6 @@
-"""The real server (`curate annotate serve`, uvicorn on loopback) killed with SIGKILL while clips
-are being uploaded: after a restart every acknowledged clip is there, with its bytes."""
+"""The real server (`curate annotate serve`, uvicorn on loopback): killed with SIGKILL while clips
+are being uploaded, after a restart every acknowledged clip is there, with its bytes; an upload
+far over the size limit gets its 413 (not a broken connection) and leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -28,10 +29,10 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
-def _serve(root: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+def _serve(root: Path, env: dict[str, str], port: int, *extra: str) -> subprocess.Popen[bytes]:
     log = open(root / f"serve-{port}.log", "wb")
     proc = subprocess.Popen([*curate_exe(), "annotate", "serve", "--port", str(port), "--rate-limit", "0",
-                             "--log-level", "warning"], cwd=root, env={**os.environ, **env}, stdout=log,
+                             "--log-level", "warning", *extra], cwd=root, env={**os.environ, **env}, stdout=log,
                             stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -99,6 +100,36 @@ def test_sigkill_during_uploads_loses_no_acknowledged_clip(tmp_path) -> None:
                 body = r.json()
                 assert body["sha256"] == sha
                 assert hashlib.sha256(Path(body["audio_uri"]).read_bytes()).hexdigest() == sha
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_oversized_uploads_get_413_from_the_real_server(tmp_path) -> None:
+    env = {"CURATE_ANNOTATION_DATA": str(tmp_path)}
+    assert run_cli("annotate", "import-images", "--samples", cwd=tmp_path, env=env).returncode == 0
+    token = run_cli("annotate", "add-annotator", "a", cwd=tmp_path, env=env).stdout.strip().splitlines()[-1]
+    port = _port()
+    proc = _serve(tmp_path, env, port, "--max-upload-mb", "1")
+    try:
+        base, h = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
+        img = httpx.get(f"{base}/api/next", headers=h).json()["id"]
+        data = os.urandom(30 * 1024 * 1024)
+        r = httpx.post(f"{base}/api/clips", headers=h, data={"image_id": img}, files={"file": ("a.wav", data)}, timeout=60)
+        assert r.status_code == 413 and "limit of 1 MB" in r.json()["detail"]
+
+        def chunks():  # no Content-Length: stopped while it streams
+            yield (f'--b\r\nContent-Disposition: form-data; name="image_id"\r\n\r\n{img}\r\n--b\r\n'
+                   'Content-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n').encode()
+            for i in range(0, len(data), 65536):
+                yield data[i:i + 65536]
+            yield b"\r\n--b--\r\n"
+
+        r = httpx.post(f"{base}/api/clips", headers={**h, "Content-Type": "multipart/form-data; boundary=b"},
+                       content=chunks(), timeout=60)
+        assert r.status_code == 413 and "limit of 1 MB" in r.json()["detail"]
+        assert httpx.get(f"{base}/api/clips", headers=h).json() == {"clips": []}
+        assert os.listdir(tmp_path / "spool") == []
     finally:
         proc.terminate()
         proc.wait(timeout=30)
