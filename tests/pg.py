@@ -15,10 +15,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from sysdeps import missing_system_dep, need_postgres_bindir, need_program
 
 
@@ -110,3 +112,21 @@ def postgres_cluster(database: str = "curate") -> Iterator[PgCluster]:
             subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
                            capture_output=True, timeout=60)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---- pytest fixtures (a test module imports them by name) --------------------------------------
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PgCluster]:
+    """One throwaway cluster for the module's tests."""
+    with postgres_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database of each kind: a SQLite file, or a new database in the cluster."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'annotations.db'}"
+    cluster: PgCluster = request.getfixturevalue("pg")
+    return cluster.new_database("t_" + uuid.uuid4().hex[:12])

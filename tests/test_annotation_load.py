@@ -1,6 +1,7 @@
 """A bounded load test of the annotation app on loopback: 50 concurrent uploads of distinct real
-speech clips (LJ Speech and cut copies) by 5 annotators; no 5xx, and every acknowledged clip (201)
-is in the store and the database with the SHA-256 of the bytes that were sent."""
+speech clips (LJ Speech and cut copies) by 5 annotators, with the metadata in SQLite and in a real
+Postgres; no 5xx, and every acknowledged clip (201) is in the store and the database with the
+SHA-256 of the bytes that were sent."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from annotation_fixtures import AnnotationApp, annotation_app, distinct_lj_clips, sha256_file
+from pg import db_url, pg  # noqa: F401 - fixtures
 
 from curate.annotation.db import Database
 from curate.annotation.store import BlobStore
@@ -35,11 +37,11 @@ async def upload_all(app: AnnotationApp, jobs: list[tuple[str, str, Path]]) -> l
         return await asyncio.gather(*(one(*job) for job in jobs))
 
 
-def test_50_concurrent_uploads_are_all_durable(tmp_path: Path) -> None:
+def test_50_concurrent_uploads_are_all_durable(db_url: str, tmp_path: Path) -> None:
     import httpx
 
     clips = distinct_lj_clips(tmp_path / "clips", UPLOADS)
-    with annotation_app(tmp_path / "app") as app:
+    with annotation_app(tmp_path / "app", db_url=db_url) as app:
         tokens = [app.add_annotator(f"loader{i}") for i in range(ANNOTATORS)]
         image_of = {}
         for tok in tokens:

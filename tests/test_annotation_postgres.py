@@ -5,29 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from pg import PgCluster, postgres_cluster
+from pg import PgCluster, db_url, pg  # noqa: F401 - fixtures
 
 from curate.annotation.db import Database
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PgCluster]:
-    with postgres_cluster() as cluster:
-        yield cluster
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database of each kind."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'annotations.db'}"
-    cluster: PgCluster = request.getfixturevalue("pg")
-    return cluster.new_database("t_" + uuid.uuid4().hex[:12])
 
 
 def test_the_cluster_is_a_private_loopback_server_run_by_postgres(pg: PgCluster) -> None:
