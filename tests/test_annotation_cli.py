@@ -190,3 +190,36 @@ def test_the_server_exports_on_a_timer_when_asked(data) -> None:
             time.sleep(0.2)
     df = pl.read_delta(data.dataset)
     assert df["id"].to_list() == [r.json()["id"]]
+
+
+def test_concurrent_exports_append_each_clip_once(data) -> None:
+    import threading
+
+    from curate.annotation.export import export_clips
+
+    wavs = lj_wavs(4)
+    data.cli("import-images", "--samples")
+    token = data.cli("add-annotator", "alice").stdout.strip().splitlines()[-1]
+    acked = data.upload_all(token, wavs)
+    results, errors = [], []
+
+    def run() -> None:
+        try:
+            results.append(export_clips(Database(data.db_url), BlobStore(data.store), data.dataset))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    df = pl.read_delta(data.dataset)
+    assert sorted(df["id"]) == sorted(c["id"] for c in acked)  # each clip exactly once
+    assert sum(r.rows for r in results if not r.resumed) == len(acked)
+    from deltalake import DeltaTable
+
+    assert DeltaTable(data.dataset).version() == 0  # one batch, one commit
+    parquet = [p for p in (data.root / "clips").glob("*.parquet")]
+    assert len(parquet) == 1  # the losers' shards were removed
