@@ -146,6 +146,7 @@ def test_sign_in_record_play_back_submit_and_upload_a_file(tmp_path: Path) -> No
         page.click("#signin")
         page.wait_for_selector("#work:not([hidden])")
         page.wait_for_function("document.getElementById('image').complete && document.getElementById('image').naturalWidth > 0")
+        assert page.is_visible("#image") and not page.is_visible("#signin-form")  # as rendered, not only [hidden]
         assert page.locator("#questions li").count() == 7
         assert "objects" in page.inner_text("#questions")
         assert page.inner_text("#progress") == "0 of 2 done"
