@@ -24,6 +24,7 @@ Exit codes:
   2  invalid pipeline file or command line: nothing was run or written
   3  bad input data (a malformed record with on_error: fail, or an unreadable input file)
   4  dataset missing or unreadable
+  5  the publish gate failed: the output broke an expectation, nothing was published
   130 interrupted (Ctrl-C): no version was written
 """
 
@@ -212,6 +213,8 @@ def validate(pipeline_file: str) -> None:
         run_ = f" run: {json.dumps(s._overrides)}" if s._overrides else ""
         out_console.print(f"  - {s.name}: {json.dumps(s.params.model_dump(mode='json'))}{run_}", highlight=False)
     out_console.print(f"  columns: {', '.join(columns)}", highlight=False)
+    if pipeline.expectations:
+        out_console.print(f"  expectations: {len(pipeline.expectations)} (checked before publishing)", highlight=False)
     out_console.print(f"  -> {pipeline.config.output.dataset}", highlight=False)
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,7 +25,7 @@ from curate.pipelines.expectations.spec import parse_expectations
 from curate.pipelines.yamlsource import Located
 
 
-def specs(items: list[object]) -> list[object]:
+def specs(items: list[Any]) -> list[Any]:
     return parse_expectations(items, Located("test.yaml", items, {}), Path("."))
 
 
@@ -37,8 +38,8 @@ def shards(tmp_path: Path, tables: list[pa.Table]) -> list[tuple[str, int]]:
     return out
 
 
-def by_type(result: object) -> dict[str, object]:
-    return {r.expectation_config.type: r for r in result.results}  # type: ignore[attr-defined]
+def by_type(result: Any) -> dict[str, Any]:
+    return {r.expectation_config.type: r for r in result.results}
 
 
 # ------------------------------------------------------------------ config errors (no Ray)
@@ -103,7 +104,7 @@ def test_map_expectations_merge_exactly_across_parts_and_batches(tmp_path: Path,
                         "n": [(i * k) % 50 for i in range(100)]}) for k in range(4)]
     files = shards(tmp_path, tables)
     assert len(ev.split(files, ev.TASK_ROWS)) == 4
-    items = [
+    items: list[dict[str, Any]] = [
         {"expect_column_values_to_not_be_null": {"column": "text", "mostly": 0.95}},
         {"expect_column_values_to_be_between": {"column": "n", "min_value": 0, "max_value": 40}},
         {"expect_column_values_to_be_in_set": {"column": "text", "value_set": [f"t{i}" for i in range(15)], "mostly": 0.5}},
@@ -185,6 +186,39 @@ def test_warning_severity_reports_without_blocking(tmp_path: Path) -> None:
     assert result.success and not result.results[0].success
 
 
+def test_gate_on_staged_shards_before_the_commit_in_both_modes(tmp_path: Path) -> None:
+    """The gate sees the version about to be published: the staged shards (append: with the
+    latest version's), compares with the latest version's row count, and commits nothing."""
+    import io
+
+    from deltalake import write_deltalake
+    from rich.console import Console
+
+    from curate.pipelines.expectations.gate import gate_staged
+
+    uri = tmp_path / "ds"
+    write_deltalake(str(uri), pa.table({"text": ["a", "b", "c", "d"]}))  # version 0: 4 rows
+    pq.write_table(pa.table({"text": ["e", None]}), uri / "part-staged.parquet")  # staged, not committed
+    staged = [{"path": "part-staged.parquet", "rows": 2}]
+    checks = specs([
+        {"expect_table_row_count_to_be_between": {"min_value": 6, "max_value": 6}},
+        {"curate_row_count_change": {"min_ratio": 1.5, "max_ratio": 1.5}},
+        {"expect_column_values_to_not_be_null": {"column": "text", "mostly": 0.8}},
+    ])
+    out = io.StringIO()
+    info = gate_staged(checks, str(uri), staged, mode="append", storage_options={}, log_file=str(tmp_path / "logs" / "r1.log"),
+                       run_id="r1", console=Console(file=out))
+    assert info["success"] and info["rows"] == 6 and "3 of 3 expectations passed on 6 rows" in out.getvalue()
+    with pytest.raises(ExpectationsFailedError) as err:  # overwrite: the version would hold 2 rows, half the previous
+        gate_staged(checks, str(uri), staged, mode="overwrite", storage_options={}, log_file=str(tmp_path / "logs" / "r2.log"),
+                    run_id="r2", console=Console(file=io.StringIO()))
+    assert "curate_row_count_change(min_ratio=1.5, max_ratio=1.5) failed: observed 0.5 (previous version 4 rows, this one 2)" in err.value.message
+    assert "expect_column_values_to_not_be_null(column='text', mostly=0.8) failed: 1 unexpected of 2 rows (50%)" in err.value.message
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == [
+        "r1.expectations.html", "r1.expectations.json", "r2.expectations.html", "r2.expectations.json"]
+    assert DeltaTable(str(uri)).version() == 0 and not (tmp_path / "gx").exists() and not Path("gx").exists()
+
+
 # ------------------------------------------------------------------ curate run / curate.run / curate check (real Ray)
 
 PIPELINE = """\
@@ -220,7 +254,7 @@ BAD = """\
 
 
 def make_corpus(tmp_path: Path) -> None:
-    rows = [{"id": f"d{i}", "text": f"Document number {i} has enough words to pass.", "language": "de" if i % 20 == 0 else "en"} for i in range(80)]
+    rows: list[dict[str, object] | str] = [{"id": f"d{i}", "text": f"Document number {i} has enough words to pass.", "language": "de" if i % 20 == 0 else "en"} for i in range(80)]
     write_jsonl(tmp_path / "data" / "a.jsonl", rows)
 
 
@@ -277,7 +311,7 @@ def test_gate_through_the_cli_and_curate_check(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_gate_through_the_python_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_session: object) -> None:
+def test_gate_through_the_python_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_session: Any) -> None:
     import curate
 
     make_corpus(tmp_path)

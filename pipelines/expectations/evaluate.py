@@ -202,7 +202,7 @@ class _Validator:
         """The result of each of the plan's expectations (by index) on one pandas frame."""
         batch = self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
         result = batch.validate(self.suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL_VALUES})
-        by_id = {r.expectation_config.id: r for r in result.results}
+        by_id = {r.expectation_config.id: r for r in result.results if r.expectation_config is not None}
         return {i: by_id[eid] for i, eid in zip(self.indices, self.ids)}
 
 
