@@ -13,7 +13,10 @@ $(STAMP): pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/s
 	$(PY) -m pip install --quiet --upgrade pip
 	@# llama-cpp-python (the synth extra) is built from source: without GGML_NATIVE=OFF the build
 	@# targets the build machine's CPU features and crashed on the project's VMs
-	CMAKE_ARGS="$${CMAKE_ARGS:--DGGML_NATIVE=OFF}" $(PY) -m pip install --quiet -e ".[dev]"
+	@# setuptools warns on every editable install that folders named like the package may shadow it
+	@# (curate/ is the package root here, by design): filtered by its message, nothing else hidden
+	CMAKE_ARGS="$${CMAKE_ARGS:--DGGML_NATIVE=OFF}" PYTHONWARNINGS="ignore:Editable installation:UserWarning" \
+		$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
 env: $(STAMP)

@@ -39,9 +39,10 @@ PROJECT = PYPROJECT["project"]
 PACKAGE_DIR: dict[str, str] = PYPROJECT["tool"]["setuptools"]["package-dir"]
 PACKAGES: list[str] = PYPROJECT["tool"]["setuptools"]["packages"]
 EXTRAS: dict[str, list[str]] = PROJECT["optional-dependencies"]
-# Extras that `all` leaves out: `all` itself, the test and benchmark tool sets, and any extra
-# that needs a GPU (list it here when adding one).
-NOT_IN_ALL = {"all", "dev", "bench", "vllm"}
+# Extras that `all` leaves out: `all` itself, the test and benchmark tool sets, any extra that
+# needs a GPU (list it here when adding one), and `airflow`: the scheduler that runs the DAGs in
+# dags/ is installed where the DAGs run, not with curate's features (the test set installs it).
+NOT_IN_ALL = {"all", "dev", "bench", "vllm", "airflow"}
 # Files under the mapped folders that are deliberately not shipped in the wheel.
 NOT_SHIPPED: set[str] = set()
 # Build outputs never copied when the tree is not a git checkout (e.g. the unpacked sdist).
@@ -129,6 +130,7 @@ def test_extras() -> None:
     """`all` installs every extra that runs on CPU; `dev` (the test set) includes `all`."""
     assert {f"curate[{e}]" for e in EXTRAS if e not in NOT_IN_ALL} <= set(EXTRAS["all"])
     assert "curate[all]" in EXTRAS["dev"]
+    assert "curate[airflow]" in EXTRAS["dev"], "CI parses and runs the DAGs: the test set installs Airflow"
     assert "numpy" in requirement_names(PROJECT["dependencies"])
 
 
@@ -206,7 +208,7 @@ class Built:
         for rel in source_files():
             (src / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, src / rel)
-        run([sys.executable, "-m", "build", "--sdist", "--outdir", work / "sdist", src])
+        sdist_run = run([sys.executable, "-m", "build", "--sdist", "--outdir", work / "sdist", src])
         (self.sdist,) = (work / "sdist").glob("*.tar.gz")
         with tarfile.open(self.sdist) as tf:
             self.sdist_names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
@@ -216,7 +218,8 @@ class Built:
         t0 = time.monotonic()
         (unpacked,) = (work / "unpacked").iterdir()
         env = {k: v for k, v in os.environ.items() if k != "CARGO_TARGET_DIR"}
-        run([sys.executable, "-m", "build", "--wheel", "--outdir", work / "wheel", unpacked], env=env)
+        wheel_run = run([sys.executable, "-m", "build", "--wheel", "--outdir", work / "wheel", unpacked], env=env)
+        self.build_log = "\n".join([sdist_run.stdout, sdist_run.stderr, wheel_run.stdout, wheel_run.stderr])
         (self.wheel,) = (work / "wheel").glob("*.whl")
         with zipfile.ZipFile(self.wheel) as zf:
             self.wheel_names = set(zf.namelist())
@@ -243,6 +246,17 @@ def test_sdist_has_the_rust_crate_and_every_source_file(built: Built) -> None:
     assert {"pyproject.toml", "README.md", "PKG-INFO"} <= names
     junk = sorted(n for n in names if n.startswith("native/target/") or n.endswith((".so", ".pyc")))
     assert not junk, junk
+
+
+@pytest.mark.slow
+def test_build_prints_no_setuptools_warnings(built: Built) -> None:
+    """Building from this tree raised no warning of setuptools' (there were ~120 lines of them:
+    the experimental [tool.distutils] table, read three times per build, is now setup.cfg)."""
+    # Python warnings (SetuptoolsDeprecationWarning, BuildBackendWarning, ...), setuptools' WARNING
+    # lines and its "!!" banners. distutils' informational "warning: ..." lines (byte-compiling
+    # disabled, MANIFEST.in patterns with nothing to exclude in a clean tree) are not counted.
+    noisy = [line for line in built.build_log.splitlines() if re.search(r"\w+Warning\b|^\s*WARNING\b|^\s*!!\s*$", line)]
+    assert not noisy, "\n".join(noisy[:20])
 
 
 @pytest.mark.slow
