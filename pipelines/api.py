@@ -17,6 +17,7 @@ from typing import Any
 
 from .config import Pipeline, load_pipeline, parse_pipeline
 from .runner import RunResult, run_pipeline
+from .scheduling import run_key_for, with_ray_address
 from .yamlsource import Located
 
 
@@ -36,17 +37,19 @@ def run(
     run_key: str | None = None,
     resume: bool = True,
     quiet: bool = True,
+    ray_address: str | None = None,
 ) -> RunResult:
     """Run a pipeline (a YAML path, a dict or a loaded Pipeline) and commit one version.
 
     ``run_key``: an idempotency key; when it was already committed to the output dataset,
     nothing is published and the result has ``skipped=True``. ``resume``: reuse the journal of
-    an earlier unfinished run with the same config and inputs.
+    an earlier unfinished run with the same config and inputs. ``ray_address``: run on this Ray
+    cluster instead of the pipeline's ``ray.address`` (``auto``, ``ray://host:10001``).
     """
     from rich.console import Console
 
     console = Console(file=io.StringIO()) if quiet else Console(stderr=True)
-    return run_pipeline(load(pipeline), console=console, progress=False if quiet else None, run_key=run_key, resume=resume)
+    return run_pipeline(with_ray_address(load(pipeline), ray_address), console=console, progress=False if quiet else None, run_key=run_key, resume=resume)
 
 
-__all__ = ["run", "load", "RunResult"]
+__all__ = ["run", "load", "run_key_for", "RunResult"]

@@ -31,7 +31,7 @@ from .errors import CurateError
 from .plan import check_columns, checkpoint_before_global, stage_labels
 from .preflight import check_output, plan_run_inputs, validate_plan
 from .progress import ProgressDisplay, summary_table
-from .session import check_gpus, current_log_file, ray_session, run_logging, saved_environ
+from .session import check_cpus, check_gpus, current_log_file, ray_session, run_logging, saved_environ
 from .stage import Expand, GlobalStage
 
 log = logging.getLogger("curate")
@@ -245,6 +245,9 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
     for stage in pipeline.stages:  # stages that keep state beside the dataset (a request cache)
         stage.bind_output(main_uri, so)
 
+    # Everything that can fail on bad input is checked before Ray starts (the output first: a
+    # plain file where the dataset goes is a ConfigError, not the run key lookup's DeltaError).
+    check_output(pipeline)
     if run_key is not None:
         done = store.committed_run_key(main_uri, run_key, so)
         if done is not None:
@@ -253,8 +256,6 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
             console.print(msg, highlight=False)
             return RunResult(run_id, None, None, 0, 0, [], log_file, time.time() - t_start, skipped=True)
 
-    # Everything that can fail on bad input is checked before Ray starts.
-    check_output(pipeline)
     inputs = plan_run_inputs(pipeline)
     labels = stage_labels(pipeline.stages)
     check_columns(pipeline, inputs.columns, "source rows" if cfg.input is None else "input")
@@ -336,6 +337,7 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
         t_ray_up = time.time()
         log.info("ray started in %.1fs: %s", t_ray_up - t_ray, resources)
         check_gpus(pipeline, labels, resources)
+        check_cpus(pipeline, labels, resources)
         try:
             with ProgressDisplay(poll, labels, console, show, log.info):
                 for phase, batch in execute(plan, cluster=resources, log=log.info, on_stats=lambda a: stats_holder.__setitem__("actor", a)):

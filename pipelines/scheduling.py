@@ -1,0 +1,213 @@
+"""What a scheduler (the Airflow DAGs in ``dags/``) needs from curate, with no scheduler imported.
+
+- **Run keys** (:func:`run_key_for`): the fingerprint of what a run writes (the resolved config
+  without ``ray:`` and ``run:``, as the resume journal keys it), of its inputs (each read task's
+  file, size, modification time and range, or the source rows of a pipeline without input, and
+  the resolved version of each Delta input) and the logical date. The same pipeline on the same
+  inputs for the same date gives the same key, so a retried task finds its key committed and
+  publishes nothing; changed inputs or config give a new key (a backfill after a fix publishes).
+- **Scheduled runs** (:func:`plan_run`, :func:`run_planned`): a pipeline file resolved against a
+  working folder, with extra environment for its ``${VAR}`` interpolation and an optional Ray
+  address; the key is computed once (``plan_run``) and handed to every try of the run.
+- **Retries** (:func:`should_retry`): which failures another try can fix.
+
+Nothing here imports Ray; the run itself goes through :func:`curate.pipelines.api.run`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .config import Pipeline
+from .errors import ConcurrentWriteError, CurateError, StageError
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def config_fingerprint(pipeline: Pipeline) -> str:
+    """What the run writes: its resolved config without where and how it runs (``ray:``, ``run:``),
+    so a cluster address or a log folder set by the scheduler does not change the key."""
+    return _digest({k: v for k, v in pipeline.resolved().items() if k not in ("ray", "run")})
+
+
+def input_fingerprint(pipeline: Pipeline) -> str:
+    """The inputs as the run would plan them (relative paths against the working folder): each
+    read task's file, size, modification time and range, or the source rows of a pipeline without
+    ``input:``, and each Delta input's resolved version. Raises what the run would raise for a
+    missing input (``ConfigError``, ``DatasetError``)."""
+    from .preflight import plan_run_inputs
+
+    inputs = plan_run_inputs(pipeline)
+    tasks = [(t["path"], t["size"], t["mtime"], t["start"], t["end"], t["rows"]) for t in inputs.tasks]
+    deltas = [entry for entry in inputs.lineage if "delta" in entry]
+    return _digest([tasks, deltas])
+
+
+def date_key(logical_date: datetime | str) -> str:
+    """A logical date as it goes into a run key: a datetime in UTC ISO form (a naive one is taken
+    as UTC), a string (e.g. a manual run's id) as it is."""
+    if isinstance(logical_date, datetime):
+        if logical_date.tzinfo is None:
+            logical_date = logical_date.replace(tzinfo=timezone.utc)
+        return logical_date.astimezone(timezone.utc).isoformat()
+    if isinstance(logical_date, str) and logical_date.strip():
+        return logical_date.strip()
+    raise ValueError(f"a run key needs a logical date (a datetime or a non-empty string), got {logical_date!r}")
+
+
+def run_key_for(pipeline: Pipeline, logical_date: datetime | str) -> str:
+    """``<logical date>/config:<16 hex>/inputs:<16 hex>``: the idempotency key of a scheduled run."""
+    return f"{date_key(logical_date)}/config:{config_fingerprint(pipeline)}/inputs:{input_fingerprint(pipeline)}"
+
+
+def with_ray_address(pipeline: Pipeline, address: str | None) -> Pipeline:
+    """The pipeline with ``ray.address`` replaced (``None`` or empty: unchanged). The address is
+    not part of the run key: the same work done on another cluster is the same version."""
+    if not address:
+        return pipeline
+    cfg = pipeline.config
+    ray_cfg = cfg.ray.model_copy(update={"address": address})
+    return dataclasses.replace(pipeline, config=cfg.model_copy(update={"ray": ray_cfg}))
+
+
+def no_retry_message(exc: BaseException) -> str:
+    """The message a task fails with when :func:`should_retry` says no."""
+    code = f" (curate exit code {exc.exit_code})" if isinstance(exc, CurateError) else ""
+    return f"{type(exc).__name__}{code}: {exc}\nnot retried: another try would fail the same way; nothing was published"
+
+
+def should_retry(exc: BaseException) -> bool:
+    """Whether another try can fix a failed run. Not: a bad pipeline file, unreadable input, a
+    missing or unreadable dataset, a publish gate that refused the output (every other
+    :class:`CurateError`): the same input fails the same way. Yes: a stage that raised in a
+    worker (a server or a node may have gone away), a concurrent commit, and anything that is not
+    a curate error (a lost Ray cluster, a full disk)."""
+    if isinstance(exc, (StageError, ConcurrentWriteError)):
+        return True
+    return not isinstance(exc, CurateError)
+
+
+@contextlib.contextmanager
+def _in(workdir: str | os.PathLike[str], env: Mapping[str, str]) -> Iterator[None]:
+    """Inside ``workdir`` with ``env`` set; the working folder and the variables are restored."""
+    folder = Path(workdir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"the working folder {folder} does not exist (set the curate_workdir Variable to the folder the pipelines' relative paths start from)")
+    cwd = os.getcwd()
+    saved = {k: os.environ.get(k) for k in env}
+    os.chdir(folder)
+    os.environ.update({k: str(v) for k, v in env.items()})
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@dataclasses.dataclass(frozen=True)
+class Scheduled:
+    """Where and how a scheduled run runs. ``pipeline``: a YAML path, relative to
+    ``pipelines_dir``; ``workdir``: the folder its relative paths start from; ``env``: extra
+    variables for its ``${VAR}`` interpolation (``CURATE_OUT``); ``ray_address``: a cluster to
+    run on (empty: the pipeline's ``ray:`` section)."""
+
+    pipeline: str
+    workdir: str
+    pipelines_dir: str
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    ray_address: str = ""
+
+    @property
+    def pipeline_path(self) -> str:
+        return str(Path(self.workdir, self.pipelines_dir, self.pipeline))
+
+    @classmethod
+    def from_settings(cls, params: Mapping[str, Any], variable: Callable[[str], str | None], *, default_workdir: str) -> Scheduled:
+        """From a DAG run's params (``pipeline``, ``ray_address``) and the scheduler's variables
+        (``variable(name)``, ``None`` or empty when unset), with these defaults:
+
+        - ``curate_workdir``: ``default_workdir`` (the DAG's checkout); relative paths start there
+        - ``curate_pipelines_dir``: ``pipelines/examples`` (relative to the working folder)
+        - ``curate_out``: unset; else exported as ``CURATE_OUT`` for the pipelines' ``${CURATE_OUT}``
+          (a folder or an object-store URL such as ``s3://bucket/curated``)
+        - ``curate_ray_address``: unset (the pipeline's ``ray:``); the ``ray_address`` param wins
+        """
+        pipeline = str(params.get("pipeline") or "").strip()
+        if not pipeline:
+            raise ValueError("the DAG param 'pipeline' is empty: give a pipeline YAML (relative to curate_pipelines_dir, or absolute)")
+        out = variable("curate_out") or ""
+        return cls(
+            pipeline=pipeline,
+            workdir=variable("curate_workdir") or default_workdir,
+            pipelines_dir=variable("curate_pipelines_dir") or "pipelines/examples",
+            env={"CURATE_OUT": out} if out else {},
+            ray_address=str(params.get("ray_address") or "").strip() or variable("curate_ray_address") or "",
+        )
+
+    def load(self) -> Pipeline:
+        from .config import load_pipeline
+
+        return load_pipeline(self.pipeline_path)
+
+
+def plan_run(scheduled: Scheduled, logical_date: datetime | str) -> dict[str, str]:
+    """The run key of ``scheduled`` for ``logical_date`` (and what went into it), computed once,
+    before the first try: every retry runs with this key."""
+    with _in(scheduled.workdir, scheduled.env):
+        pipeline = scheduled.load()
+        return {
+            "pipeline": os.path.abspath(scheduled.pipeline_path),
+            "dataset": pipeline.config.output.dataset if "://" in pipeline.config.output.dataset else os.path.abspath(pipeline.config.output.dataset),
+            "config_fingerprint": config_fingerprint(pipeline),
+            "input_fingerprint": input_fingerprint(pipeline),
+            "run_key": run_key_for(pipeline, logical_date),
+        }
+
+
+def run_planned(scheduled: Scheduled, planned: Mapping[str, str]) -> dict[str, Any]:
+    """Run ``scheduled`` with the key :func:`plan_run` chose; returns what it did (for the
+    scheduler's logs and XCom): ``version`` (``None`` when the key was already committed:
+    ``skipped``), ``rows``, ``dropped``, ``run_id``, ``log_file``, ``dataset``, ``run_key``."""
+    from .api import run
+
+    with _in(scheduled.workdir, scheduled.env):
+        pipeline = with_ray_address(scheduled.load(), scheduled.ray_address)
+        result = run(pipeline, run_key=planned["run_key"])
+    return {
+        "dataset": planned["dataset"], "run_key": planned["run_key"], "version": result.version,
+        "skipped": result.skipped, "rows": result.rows, "dropped": result.dropped,
+        "run_id": result.run_id, "log_file": str(Path(scheduled.workdir, result.log_file)) if not os.path.isabs(result.log_file) else result.log_file,
+        "seconds": round(result.seconds, 1),
+    }
+
+
+def run_or_fail(scheduled: Scheduled, planned: Mapping[str, str], *, no_retry: Callable[[str], BaseException]) -> dict[str, Any]:
+    """:func:`run_planned`; a failure another try cannot fix (:func:`should_retry`) is raised as
+    ``no_retry(message)`` (Airflow's ``AirflowFailException``: the task fails without retrying),
+    chained to the original error; any other failure is raised as it is (the task retries)."""
+    try:
+        return run_planned(scheduled, planned)
+    except Exception as exc:
+        if should_retry(exc):
+            raise
+        raise no_retry(no_retry_message(exc)) from exc
+
+
+__all__ = [
+    "Scheduled", "config_fingerprint", "input_fingerprint", "date_key", "run_key_for", "with_ray_address",
+    "should_retry", "no_retry_message", "plan_run", "run_planned", "run_or_fail",
+]
