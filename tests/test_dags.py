@@ -1,0 +1,267 @@
+"""The Airflow DAGs in dags/ under a real Airflow, and the run keys they publish with.
+
+Airflow runs in subprocesses with AIRFLOW_HOME in a temporary folder (its settings, logs and
+SQLite metadata database go there, never into the repository or ~), so it configures no logging
+or state in the test process. The run-key tests need neither Airflow nor Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from deltalake import DeltaTable
+
+from curate.pipelines import api, scheduling
+from curate.pipelines.errors import ConcurrentWriteError, ConfigError, DatasetError, InputDataError, StageError
+
+ROOT = Path(__file__).resolve().parents[1]
+DAGS = ROOT / "dags"
+DAG_IDS = {"curate_web_daily", "curate_annotations_hourly", "curate_synth"}
+DAY1 = datetime(2026, 12, 1, tzinfo=timezone.utc)
+
+
+# ---------------------------------------------------------------- run keys (no Airflow, no Ray)
+
+
+def _pipeline(tmp_path: Path, **stage_params: Any) -> Any:
+    return api.load({
+        "input": {"format": "jsonl", "paths": [str(tmp_path / "in" / "*.jsonl")]},
+        "stages": [{"length_filter": {"min_chars": stage_params.get("min_chars", 5)}}],
+        "output": {"dataset": str(tmp_path / "out" / "ds")},
+    })
+
+
+def _write_input(tmp_path: Path, n: int) -> Path:
+    (tmp_path / "in").mkdir(exist_ok=True)
+    path = tmp_path / "in" / "a.jsonl"
+    path.write_text("".join(json.dumps({"id": str(i), "text": f"document number {i}"}) + "\n" for i in range(n)))
+    return path
+
+
+def test_run_key_is_the_same_for_the_same_config_inputs_and_date(tmp_path: Path) -> None:
+    _write_input(tmp_path, 3)
+    key = api.run_key_for(_pipeline(tmp_path), DAY1)
+    assert key == api.run_key_for(_pipeline(tmp_path), DAY1)
+    date, config, inputs = key.split("/")
+    assert date == "2026-12-01T00:00:00+00:00"
+    assert config.startswith("config:") and inputs.startswith("inputs:")
+    # a naive datetime is UTC; the same instant in another zone is the same date key
+    assert api.run_key_for(_pipeline(tmp_path), datetime(2026, 12, 1)) == key
+    # where and how it runs is not part of it: another cluster does the same work
+    elsewhere = scheduling.with_ray_address(_pipeline(tmp_path), "ray://head:10001")
+    assert elsewhere.config.ray.address == "ray://head:10001"
+    assert api.run_key_for(elsewhere, DAY1) == key
+
+
+def test_run_key_changes_with_the_date_the_config_and_the_inputs(tmp_path: Path) -> None:
+    path = _write_input(tmp_path, 3)
+    key = api.run_key_for(_pipeline(tmp_path), DAY1)
+    assert api.run_key_for(_pipeline(tmp_path), datetime(2026, 12, 2, tzinfo=timezone.utc)) != key
+    assert api.run_key_for(_pipeline(tmp_path), "manual__2026-12-03T07:00:00+00:00").startswith("manual__2026-12-03T07:00:00+00:00/")
+    changed_config = api.run_key_for(_pipeline(tmp_path, min_chars=6), DAY1)
+    assert changed_config != key and changed_config.split("/")[2] == key.split("/")[2]  # same inputs
+    _write_input(tmp_path, 4)  # a file that changed (size, mtime)
+    os.utime(path, (1_800_000_000, 1_800_000_000))
+    changed_inputs = api.run_key_for(_pipeline(tmp_path), DAY1)
+    assert changed_inputs != key and changed_inputs.split("/")[1] == key.split("/")[1]  # same config
+    (tmp_path / "in" / "b.jsonl").write_text(json.dumps({"text": "another file"}) + "\n")
+    assert api.run_key_for(_pipeline(tmp_path), DAY1) != changed_inputs
+
+
+def test_run_key_needs_a_date_and_existing_inputs(tmp_path: Path) -> None:
+    _write_input(tmp_path, 1)
+    with pytest.raises(ValueError, match="logical date"):
+        api.run_key_for(_pipeline(tmp_path), "  ")
+    (tmp_path / "in" / "a.jsonl").unlink()
+    with pytest.raises(ConfigError, match="in/"):
+        api.run_key_for(_pipeline(tmp_path), DAY1)
+
+
+def test_a_run_key_on_an_output_that_is_a_file_is_a_config_error(tmp_path: Path) -> None:
+    """The output is checked before the run key is looked up in it (that lookup raised deltalake's
+    own error, which a scheduler would retry), and before Ray starts."""
+    _write_input(tmp_path, 2)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "ds").write_text("not a dataset")
+    with pytest.raises(ConfigError, match="is a file, not a dataset folder") as info:
+        api.run(_pipeline(tmp_path), run_key="2026-12-01")
+    assert not scheduling.should_retry(info.value)
+
+
+def test_only_failures_another_try_can_fix_are_retried() -> None:
+    for exc in (ConfigError("bad key"), InputDataError("bad line"), DatasetError("no such table")):
+        assert not scheduling.should_retry(exc)
+        assert "not retried" in scheduling.no_retry_message(exc) and f"exit code {exc.exit_code}" in scheduling.no_retry_message(exc)
+    for retryable in (StageError("worker lost"), ConcurrentWriteError("raced"), OSError("disk full"), ConnectionError("ray head gone")):
+        assert scheduling.should_retry(retryable)
+
+
+def test_scheduled_settings_defaults_and_overrides() -> None:
+    variables: dict[str, str] = {}
+    s = scheduling.Scheduled.from_settings({"pipeline": "quickstart.yaml", "ray_address": ""}, variables.get, default_workdir="/repo")
+    assert (s.workdir, s.pipelines_dir, s.env, s.ray_address) == ("/repo", "pipelines/examples", {}, "")
+    assert s.pipeline_path == "/repo/pipelines/examples/quickstart.yaml"
+    variables.update(curate_workdir="/srv/curate", curate_pipelines_dir="/srv/pipelines", curate_out="s3://bucket/curated", curate_ray_address="auto")
+    s = scheduling.Scheduled.from_settings({"pipeline": "web.yaml", "ray_address": ""}, variables.get, default_workdir="/repo")
+    assert (s.workdir, s.pipeline_path, s.env, s.ray_address) == ("/srv/curate", "/srv/pipelines/web.yaml", {"CURATE_OUT": "s3://bucket/curated"}, "auto")
+    s = scheduling.Scheduled.from_settings({"pipeline": "/abs/p.yaml", "ray_address": "ray://head:10001"}, variables.get, default_workdir="/repo")
+    assert (s.pipeline_path, s.ray_address) == ("/abs/p.yaml", "ray://head:10001")
+    with pytest.raises(ValueError, match="param 'pipeline'"):
+        scheduling.Scheduled.from_settings({"pipeline": " "}, variables.get, default_workdir="/repo")
+
+
+# ---------------------------------------------------------------- the DAG files under Airflow
+
+
+def _airflow_env(home: Path, **variables: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__"))}
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    })
+    env.update({f"AIRFLOW_VAR_{k.upper()}": v for k, v in variables.items()})
+    return env
+
+
+def _python(code: str, env: dict[str, str], cwd: Path, timeout: float) -> dict[str, Any]:
+    """Run ``code`` in a fresh interpreter; it prints one JSON line starting with RESULT."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}"
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def _no_airflow_files_in_the_repo() -> None:
+    leftovers = [p for p in ("airflow.cfg", "airflow.db", "logs", "dags/logs", "dags/airflow.cfg", "webserver_config.py") if (ROOT / p).exists()]
+    assert not leftovers, f"Airflow wrote into the repository: {leftovers}"
+
+
+def test_importing_a_dag_file_imports_neither_ray_nor_the_engine(tmp_path: Path) -> None:
+    result = _python(
+        f"""
+        import importlib.util, json, sys
+        from pathlib import Path
+        out = {{}}
+        for path in sorted(Path({str(DAGS)!r}).glob("*.py")):
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            out[path.name] = sorted(m for m in sys.modules if m == "ray" or m.startswith(("ray.", "curate.pipelines", "deltalake", "polars")))
+        print("RESULT " + json.dumps(out))
+        """,
+        _airflow_env(tmp_path / "airflow"), tmp_path, timeout=120,
+    )
+    assert set(result) == {f"{d}.py" for d in DAG_IDS}
+    assert all(heavy == [] for heavy in result.values()), result
+
+
+def test_dagbag_loads_every_dag_without_errors(tmp_path: Path) -> None:
+    home = tmp_path / "airflow"
+    result = _python(
+        f"""
+        import json
+        from airflow.dag_processing.dagbag import DagBag
+        bag = DagBag(dag_folder={str(DAGS)!r})
+        print("RESULT " + json.dumps({{
+            "errors": {{k: str(v) for k, v in bag.import_errors.items()}},
+            "dags": {{d.dag_id: {{"file": d.fileloc, "schedule": str(d.schedule), "tasks": sorted(d.task_ids),
+                                  "upstream": sorted(d.get_task("run").upstream_task_ids), "retries": d.get_task("run").retries,
+                                  "params": sorted(d.params.keys()), "max_active_runs": d.max_active_runs}}
+                      for d in bag.dags.values()}},
+        }}))
+        """,
+        _airflow_env(home), tmp_path, timeout=120,
+    )
+    assert result["errors"] == {}
+    assert set(result["dags"]) == DAG_IDS
+    files = {Path(d["file"]).name for d in result["dags"].values()}
+    assert files == {f"{d}.py" for d in DAG_IDS}, "one DAG per file, named like the file"
+    for dag_id, d in result["dags"].items():
+        assert d["tasks"] == ["plan", "run"] and d["upstream"] == ["plan"], dag_id
+        assert d["retries"] >= 1 and d["params"] == ["pipeline", "ray_address"] and d["max_active_runs"] == 1, dag_id
+    assert result["dags"]["curate_web_daily"]["schedule"] == "@daily"
+    assert result["dags"]["curate_annotations_hourly"]["schedule"] == "@hourly"
+    assert result["dags"]["curate_synth"]["schedule"] == "None"  # triggered, not scheduled
+    assert not (home / "airflow.db").exists(), "parsing the DAGs needs no metadata database"
+    _no_airflow_files_in_the_repo()
+
+
+_DAG_TEST = """
+import json, os, sys
+from datetime import datetime, timedelta, timezone
+from airflow.dag_processing.dagbag import DagBag
+
+dag = DagBag(dag_folder={dags!r}).dags["curate_web_daily"]
+# were a failure retried, the retries come at once (not after the DAG's 5 minutes): the test fails
+# on the count of tries instead of waiting
+dag.get_task("run").retry_delay = timedelta(seconds=1)
+results = []
+for day, out in {cases!r}:
+    os.environ["AIRFLOW_VAR_CURATE_OUT"] = out  # Variables from the environment, read by the task
+    run = dag.test(logical_date=datetime(2026, 12, day, tzinfo=timezone.utc))
+    tis = {{ti.task_id: ti for ti in run.get_task_instances()}}
+    results.append({{
+        "state": str(run.state),
+        "tasks": {{t: str(ti.state) for t, ti in tis.items()}},
+        "tries": {{t: ti.try_number for t, ti in tis.items()}},
+        "plan": tis["plan"].xcom_pull(task_ids="plan"),
+        "run": tis["run"].xcom_pull(task_ids="run"),
+    }})
+print("RESULT " + json.dumps(results, default=str))
+"""
+
+
+@pytest.mark.slow
+def test_web_dag_publishes_once_per_logical_date(tmp_path: Path) -> None:
+    """dag.test() under a real Airflow (SQLite metadata database in a temporary AIRFLOW_HOME): the
+    web-curation DAG runs the quickstart to version 0; the same logical date again publishes
+    nothing; the next date publishes version 1; a run whose output cannot be written fails at
+    once, without a retry."""
+    home, work, out = tmp_path / "airflow", tmp_path / "work", tmp_path / "out"
+    work.mkdir()
+    (work / "pipelines").symlink_to(ROOT / "pipelines")  # the quickstart's relative input paths
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "quickstart").write_text("a file where the dataset folder should be")
+    env = _airflow_env(home, curate_workdir=str(work))
+    migrate = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
+    cases = [(1, str(out)), (1, str(out)), (2, str(out)), (3, str(bad))]
+    results = _python(_DAG_TEST.format(dags=str(DAGS), cases=cases), env, tmp_path, timeout=900)
+    first, again, next_day, failed = results
+
+    dataset = out / "quickstart"
+    assert first["state"] == "success" and first["tasks"] == {"plan": "success", "run": "success"}, first
+    assert first["run"]["version"] == 0 and not first["run"]["skipped"] and first["run"]["dataset"] == str(dataset)
+    assert first["run"]["run_key"] == first["plan"]["run_key"] and first["plan"]["run_key"].startswith("2026-12-01T00:00:00+00:00/")
+    v0 = pl.read_delta(str(dataset), version=0)
+    assert v0.height == first["run"]["rows"] > 0 and v0["text"].null_count() == 0
+
+    assert again["state"] == "success" and again["plan"]["run_key"] == first["plan"]["run_key"], again
+    assert again["run"]["skipped"] and again["run"]["version"] is None
+
+    assert next_day["state"] == "success" and next_day["run"]["version"] == 1, next_day
+    assert next_day["plan"]["input_fingerprint"] == first["plan"]["input_fingerprint"]
+    table = DeltaTable(str(dataset))
+    assert table.version() == 1, "the rerun of day 1 published nothing"
+    history = {h["version"]: h for h in table.history()}
+    assert [history[v].get("curate.run_key") for v in (0, 1)] == [first["plan"]["run_key"], next_day["plan"]["run_key"]]
+    assert pl.read_delta(str(dataset)).height == v0.height  # overwrite: the same rows again
+
+    assert failed["state"] == "failed" and failed["tasks"] == {"plan": "success", "run": "failed"}, failed
+    assert failed["tries"]["run"] == 1, "a config error is not retried"
+    assert not (bad / "quickstart.dropped").exists() and (bad / "quickstart").is_file()
+
+    assert (home / "airflow.cfg").exists() and (work / ".curate" / "runs").is_dir()
+    _no_airflow_files_in_the_repo()
