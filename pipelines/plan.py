@@ -41,6 +41,10 @@ def check_columns(pipeline: Pipeline, input_columns: list[str], input_name: str)
             available.setdefault(col, f"stage {label}")
         if isinstance(stage, Expand):
             available.setdefault(PARENT_ID, f"stage {label}")
+    if pipeline.expectations:  # the publish gate's columns are output columns
+        from .expectations.spec import check_columns as check_expectation_columns
+
+        check_expectation_columns(pipeline.expectations, list(available))
     return list(available)
 
 

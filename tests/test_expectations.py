@@ -70,6 +70,27 @@ def test_unknown_expectation_is_a_config_error_before_ray_starts(tmp_path: Path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "pipeline.yaml"]
 
 
+def test_expectation_columns_must_be_output_columns(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "data" / "a.jsonl", [{"id": "1", "text": "some text", "language": "en"}])
+    write_pipeline(tmp_path / "pipeline.yaml", BAD_NAME.split("expectations:")[0] + """expectations:
+  - expect_column_values_to_not_be_null: {column: txt}
+  - curate_language_share: {allowed: [en], min_share: 0.9}
+  - expect_column_to_exist: {column: language}
+""")
+    r = run_cli("validate", "pipeline.yaml", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "pipeline.yaml:6: expectations[0].expect_column_values_to_not_be_null.column: column 'txt' is not in the output; its columns: id, text" in r.stderr
+    assert "hint: did you mean 'text'?" in r.stderr
+    assert "pipeline.yaml:7: expectations[1].curate_language_share.column: column 'language' is not in the output" in r.stderr
+    assert "expectations[2]" not in r.stderr  # expect_column_to_exist may name a missing column
+    text = (tmp_path / "pipeline.yaml").read_text().replace("input: {format: jsonl, paths: [data/*.jsonl]}",
+                                                           "input: {format: jsonl, paths: [data/*.jsonl], keep_fields: [language]}")
+    write_pipeline(tmp_path / "pipeline.yaml", text.replace("{column: txt}", "{column: text}"))
+    ok = run_cli("validate", "pipeline.yaml", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "expectations: 3 (checked before publishing)" in ok.stdout
+
+
 def test_suite_file_errors_name_the_suite_file_and_line(tmp_path: Path) -> None:
     suite = {"name": "web", "expectations": [
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "text"}},

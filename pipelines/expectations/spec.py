@@ -79,7 +79,9 @@ def registry() -> tuple[Any, list[str]]:
     with ge_environment():
         from great_expectations.expectations.registry import get_expectation_impl, list_registered_expectation_implementations
 
-        from . import checks  # noqa: F401  (registers curate_* in GE's registry)
+        from .checks import register
+
+        register()  # curate_* in GE's registry
 
     return get_expectation_impl, sorted(list_registered_expectation_implementations())
 
@@ -220,3 +222,31 @@ def _kwarg_errors(spec: ExpectationSpec, impl: Any, exc: Exception) -> list[str]
             msg += f" (got {json.dumps(got, default=str)})"
         lines.append(f"{spec.where}: {spec.key}.{loc}: {msg}")
     return lines or [f"{spec.where}: {spec.key}: {exc}"]
+
+
+#: curate checks' default columns
+DEFAULT_COLUMNS = {"curate_language_share": "language", "curate_duplicate_rate": "text"}
+
+
+def check_columns(specs: list[ExpectationSpec], columns: list[str]) -> None:
+    """Every column an expectation names is one the output will have (the plan check's columns);
+    else a :class:`ConfigError` per unknown column, before Ray starts."""
+    problems = []
+    for spec in specs:
+        if spec.type == "expect_column_to_exist":
+            continue  # its column may be absent: that is what it checks
+        named: list[tuple[str, Any]] = [(k, spec.kwargs.get(k)) for k in ("column", "column_A", "column_B") if k in spec.kwargs]
+        named += [("column_list", c) for c in spec.kwargs.get("column_list") or []]
+        if spec.type in DEFAULT_COLUMNS and "column" not in spec.kwargs:
+            named.append(("column", DEFAULT_COLUMNS[spec.type]))
+        for key, col in named:
+            if isinstance(col, str) and col not in columns:
+                close = difflib.get_close_matches(col, columns, n=1, cutoff=0.6)
+                problems.append(ConfigError(
+                    f"{spec.where}: {spec.key}.{key}: column {col!r} is not in the output; its columns: {', '.join(columns)}",
+                    hint=f"did you mean {close[0]!r}?" if close else "carry the column from the input (input.keep_fields) or name an output column",
+                ))
+    if problems:
+        from ..config import combine_errors
+
+        raise combine_errors(problems)
