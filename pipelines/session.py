@@ -122,6 +122,36 @@ def ray_session(pipeline: Pipeline) -> Iterator[dict[str, float]]:
             ray.shutdown()
 
 
+def check_cpus(pipeline: Pipeline, labels: list[str], resources: dict[str, float]) -> None:
+    """Actor pools (stages holding a model) keep their CPUs for the whole run. When the pools that
+    stream with the reader (those before the first global stage: ``concurrency`` actors each, at
+    least one) and the reader's half CPU need more CPUs than the cluster has, Ray Data waits
+    forever for a CPU to read with: fail before any data is read instead."""
+    import math
+
+    from .execution.driver import uses_actors
+    from .stage import GlobalStage
+
+    cpus = float(resources.get("CPU", 0))
+    held: list[str] = []
+    need = 0.5 if pipeline.stages or pipeline.config.input is not None else 0.0
+    for stage, label in zip(pipeline.stages, labels):
+        if isinstance(stage, GlobalStage):
+            break
+        s = stage.settings
+        if not uses_actors(stage) or not s.resources.cpus:
+            continue
+        actors = s.concurrency or (max(1, math.floor(resources.get("GPU", 0) / s.resources.gpus)) if s.resources.gpus else 1)
+        need += actors * s.resources.cpus
+        held.append(f"{label}: {actors} x {s.resources.cpus:g}")
+    if held and need > cpus + 1e-9:
+        raise ConfigError(
+            f"the stages' actors hold {need - 0.5:g} CPU(s) for the whole run ({', '.join(held)}) and the reader needs 0.5, "
+            f"but the Ray cluster has {cpus:g}: the run would wait forever for a CPU to read with",
+            hint="lower these stages' `run: {cpus: ...}` or `concurrency`, or give Ray more CPUs (ray.num_cpus, which may exceed the machine's)",
+        )
+
+
 def check_gpus(pipeline: Pipeline, labels: list[str], resources: dict[str, float]) -> None:
     for stage, label in zip(pipeline.stages, labels):
         need = stage.settings.resources.gpus
