@@ -11,8 +11,10 @@ Columns written: ``caption`` (the completion, stripped) and ``caption_model``
 (``ENGINE:MODEL``); the raw transcript stays. Rows are dropped, with a rule and a reason, when
 the transcript is empty or shorter than ``min_words`` (``empty_transcript``), carries
 hallucination flags from ``transcribe`` (``flagged_transcript``, with ``drop_flagged``), the
-request failed for good (``request_failed``, the engine's message) or the model returned nothing
-(``empty_caption``) or ran into ``sampling.max_tokens`` (``truncated_caption``, with
+request failed for good (``request_failed``, the engine's message), the model returned nothing
+(``empty_caption``), the caption is mostly words the transcript does not have
+(``unfaithful_caption``, ``min_support``: invented content, e.g. a small model copying the
+prompt's example) or ran into ``sampling.max_tokens`` (``truncated_caption``, with
 ``drop_truncated``).
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -57,6 +60,7 @@ class CaptionParams(Params):
     min_words: int = Field(1, ge=1, description="transcripts with fewer words are dropped (rule empty_transcript)")
     drop_flagged: bool = Field(True, description="drop rows whose flags_column lists any flag (rule flagged_transcript)")
     flags_column: str = Field("transcript_flags", description="list<string> column of hallucination flags (transcribe's)")
+    min_support: float = Field(0.5, ge=0, le=1, description="share of the caption's words that must occur in the transcript, else it is dropped as unfaithful_caption (invented, or copied from the prompt's examples); 0: off")
     drop_truncated: bool = Field(True, description="drop captions cut off at sampling.max_tokens (rule truncated_caption)")
     seed: int = Field(0, description="request seeds are derived from it and the transcript")
     sampling: CaptionSampling = Field(default_factory=CaptionSampling)
@@ -68,6 +72,19 @@ class CaptionParams(Params):
     @classmethod
     def _engine_name(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v
+
+
+_WORD = re.compile(r"\w+")
+
+
+def support(caption: str, transcript: str) -> float:
+    """The share of the caption's words (lowercased) that occur in the transcript: a rewrite keeps
+    the speaker's words; a caption made of other words says things the annotator did not."""
+    words = _WORD.findall(caption.lower())
+    if not words:
+        return 0.0
+    heard = set(_WORD.findall(transcript.lower()))
+    return sum(w in heard for w in words) / len(words)
 
 
 def _sha(text: str) -> str:
@@ -208,7 +225,7 @@ class Caption(Stage[CaptionParams]):
         rows = batch.to_pylist()
         n = len(rows)
         counters = {"requests": 0, "cache_hits": 0, "engine_calls": 0, "failed_requests": 0, "prompt_tokens": 0,
-                    "completion_tokens": 0, "truncated": 0, "empty_transcripts": 0, "flagged_transcripts": 0, "empty_captions": 0}
+                    "completion_tokens": 0, "truncated": 0, "empty_transcripts": 0, "flagged_transcripts": 0, "empty_captions": 0, "unfaithful_captions": 0}
         mask = np.zeros(n, dtype=bool)
         rules: list[str | None] = [None] * n
         reasons: list[str | None] = [None] * n
@@ -256,6 +273,12 @@ class Caption(Stage[CaptionParams]):
                 continue
             if result.finish_reason == "length" and self.params.drop_truncated:
                 mask[i], rules[i], reasons[i] = True, "truncated_caption", f"the caption reached sampling.max_tokens ({self.params.sampling.max_tokens}) unfinished (drop_truncated)"
+                continue
+            share = support(text, rows[i][self.params.transcript_column])
+            if share < self.params.min_support:
+                counters["unfaithful_captions"] += 1
+                mask[i], rules[i], reasons[i] = True, "unfaithful_caption", (
+                    f"only {share:.0%} of the caption's words occur in the transcript (min_support {self.params.min_support:g}): {text[:200]!r}")
                 continue
             captions[i] = text
         model = [None if mask[i] else self.model_label for i in range(n)]

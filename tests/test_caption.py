@@ -16,7 +16,7 @@ from test_synth_openai import llama_server  # noqa: F401  (the real llama.cpp se
 
 pytest.importorskip("llama_cpp", reason="needs llama-cpp-python (the synth extra)")
 
-from curate.annotation.caption import TEMPLATE, Caption, CaptionParams  # noqa: E402
+from curate.annotation.caption import TEMPLATE, Caption, CaptionParams, support  # noqa: E402
 from curate.pipelines.config import load_pipeline  # noqa: E402
 from curate.pipelines.errors import ConfigError  # noqa: E402
 from curate.pipelines.execution.apply import apply_stage, with_engine_columns  # noqa: E402
@@ -80,6 +80,14 @@ def test_the_prompt_holds_the_transcript_and_the_pixmo_rules() -> None:
     assert a.seed != b.seed and stage.request("one") == a and a.stop == ("\n",) and a.temperature == 0.0
 
 
+def test_support_is_the_share_of_caption_words_the_speaker_said() -> None:
+    said = "um so there's a a red car, no wait, two red cars parked on the left"
+    assert support("Two red cars parked on the left.", said) == 1.0
+    assert support("A red car on the left, next to a blue house.", said) == pytest.approx(7 / 11)
+    assert support("A beach with five people playing volleyball.", said) == pytest.approx(1 / 7)  # "a"
+    assert support("", said) == 0.0
+
+
 def _apply(stage: Caption, table: pa.Table) -> tuple[pa.Table, dict[str, int]]:
     out, report = apply_stage(stage, "caption", with_engine_columns(table))
     return out, report.counters
@@ -115,6 +123,16 @@ def test_bundled_gemma_captions_real_transcripts_and_a_rerun_comes_from_the_cach
     assert out2.column("caption").to_pylist() == out.column("caption").to_pylist()
     assert not getattr(again, "_engine_ready", False)  # the model was never loaded
 
+    # a short transcript that is no image description: the 270M model tends to answer with the
+    # prompt's example; such a caption must not pass as this clip's
+    short = pa.table({"id": ["short"], "transcript": ["has never been surpassed."], "transcript_flags": pa.array([[]], pa.list_(pa.string()))})
+    row = _apply(stage, short)[0].to_pylist()[0]
+    if row[DROP_RULE] is None:
+        assert support(row["caption"], "has never been surpassed.") >= 0.5, row
+    else:
+        assert row[DROP_RULE] == "unfaithful_caption" and "occur in the transcript" in row[DROP_REASON], row
+        assert row["caption"] is None
+
 
 @pytest.mark.slow
 def test_openai_engine_through_curate_run(tmp_path: Path, llama_server: str) -> None:
@@ -141,3 +159,19 @@ ray: {{num_cpus: 2}}
     assert st["counters"]["engine_calls"] == 2 and st["counters"]["failed_requests"] == 0
     meta = run["stage_metadata"]["caption"]
     assert meta["model"] == "openai:gemma-3-270m" and len(meta["template_hash"]) == 16
+
+
+def test_actors_holding_every_cpu_fail_fast_instead_of_waiting_forever(tmp_path: Path) -> None:
+    # caption's actor would hold both CPUs and leave the reader none: Ray Data would wait forever
+    pq.write_table(pa.table({"id": ["a"], "transcript": ["two red cars on the left"]}), tmp_path / "t.parquet")
+    pipe = write_pipeline(tmp_path / "p.yaml", f"""input: {{format: parquet, paths: [{tmp_path}/t.parquet]}}
+stages:
+  - caption: {{drop_flagged: false}}
+    run: {{cpus: 2}}
+output: {{dataset: {tmp_path}/out}}
+ray: {{num_cpus: 2}}
+""")
+    out = run_cli("run", str(pipe), "--no-progress", cwd=tmp_path, timeout=300)
+    assert out.returncode == 2, out.stderr
+    assert "(caption: 1 x 2) and the reader needs 0.5, but the Ray cluster has 2" in out.stderr
+    assert not (tmp_path / "out" / "_delta_log").exists()
