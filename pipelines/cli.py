@@ -320,6 +320,10 @@ def show(dataset_ref: str, list_files: bool, as_json: bool, show_config: bool) -
         if meta.get("dropped_dataset"):
             d = meta["dropped_dataset"]
             c.print(f"dropped rows: {d['path']}@{d['version']}", highlight=False)
+        if meta.get("expectations"):
+            st = meta["expectations"].get("statistics", {})
+            c.print(f"expectations: {st.get('successful_expectations')} of {st.get('evaluated_expectations')} passed before publishing "
+                    "(`curate check` re-runs them)", highlight=False)
         from .progress import summary_table
 
         c.print(summary_table(meta.get("stages", []), "stages"))

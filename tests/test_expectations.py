@@ -299,6 +299,8 @@ def test_gate_through_the_cli_and_curate_check(tmp_path: Path) -> None:
     gate = json.loads(info["curate.run"])["expectations"]
     assert gate["success"] is True and gate["statistics"]["evaluated_expectations"] == 5
     assert {e["type"]: e["observed"] for e in gate["expectations"]}["curate_language_share"] == "observed 0.95"
+    shown = run_cli("show", "out/web", cwd=tmp_path)
+    assert "expectations: 5 of 5 passed before publishing" in shown.stdout, shown.stderr
 
     bad = run_cli("run", "bad.yaml", "--no-progress", cwd=tmp_path)
     assert bad.returncode == 5, bad.stderr
@@ -337,6 +339,7 @@ def test_gate_through_the_python_api(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     make_corpus(tmp_path)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ev, "TASK_ROWS", 30)  # shards of 25, 25, 25, 5 rows: 3 parts, one Ray task each
     write_pipeline(tmp_path / "bad.yaml", PIPELINE.format(expectations=BAD))
     monkeypatch.delenv("GX_ANALYTICS_ENABLED", raising=False)
     with pytest.raises(ExpectationsFailedError) as err:
@@ -349,6 +352,8 @@ def test_gate_through_the_python_api(tmp_path: Path, monkeypatch: pytest.MonkeyP
     write_pipeline(tmp_path / "good.yaml", PIPELINE.format(expectations=GOOD))
     result = curate.run("good.yaml")
     assert result.version == 0 and result.rows == 80
+    assert result.resumed_tasks == 1  # the failed run's shards are reused: expectations are not part of the resume key
+    assert "expectations: 80 rows in 4 shards, evaluated in 3 parts" in Path(result.log_file).read_text()
     assert versions(tmp_path / "out" / "web") == 1
     assert json.loads(DeltaTable(str(tmp_path / "out" / "web")).history(1)[0]["curate.run"])["expectations"]["success"] is True
     assert not (tmp_path / "gx").exists()

@@ -114,8 +114,10 @@ def make_plan(specs: list[ExpectationSpec], total_rows: int) -> GatePlan:
     return GatePlan(tuple(specs), tuple(method_of(s) for s in specs), int(total_rows), sample_rows())
 
 
-def split(files: list[tuple[str, int]], task_rows: int = TASK_ROWS) -> list[list[tuple[str, int]]]:
-    """Shards ``(uri, rows)`` in parts of about ``task_rows`` rows (a shard is never split)."""
+def split(files: list[tuple[str, int]], task_rows: int | None = None) -> list[list[tuple[str, int]]]:
+    """Shards ``(uri, rows)`` in parts of about ``task_rows`` (default ``TASK_ROWS``) rows (a
+    shard is never split)."""
+    task_rows = task_rows or TASK_ROWS
     parts: list[list[tuple[str, int]]] = []
     current: list[tuple[str, int]] = []
     rows = 0

@@ -43,6 +43,8 @@ def evaluate(specs: list[ExpectationSpec], files: list[tuple[str, int]], *, stor
     """The GE validation result of ``specs`` on the shards ``files`` (``(uri, rows)``)."""
     plan = make_plan(specs, sum(rows for _, rows in files))
     parts = split(files)
+    log.info("expectations: %d rows in %d shards, evaluated in %d parts (%s)", plan.total_rows, len(files), len(parts),
+             ", ".join(f"{s.type}: {m}" for s, m in zip(plan.specs, plan.methods)))
     partials = (mapper or local_mapper)(evaluate_part, plan, parts, storage_options or {})
     total = functools.reduce(merge, partials, Partial())
     return finish(plan, total, previous_rows)
