@@ -1,12 +1,12 @@
-"""Hourly annotations: transcribe and caption the clips recorded since the last run, and append them.
+"""Hourly annotations: transcribe and caption new annotation clips, and append them.
 
-Runs a pipeline YAML (default: the annotations example, pipelines/examples/annotations.yaml:
-transcription and caption cleanup of new clips, output mode append) once an hour. Tasks: ``plan``
-computes the run key (config fingerprint + input fingerprint + logical date) once; ``run`` runs
-the pipeline with it, so a retried ``run`` never appends the same clips twice; an hour with no
-new input gets the same input fingerprint as before but a new date, and appends what the
-pipeline reads (nothing, for a pipeline reading only new clips). Params: ``pipeline``,
-``ray_address``. Variables and defaults: see dags/README.md. Nothing heavy is imported at parse time.
+Runs a pipeline YAML (default: pipelines/examples/annotations.yaml: Whisper transcription and
+caption cleanup, output mode append) once an hour. Tasks: ``plan`` computes the run key (config
+fingerprint + input fingerprint + logical date) once; ``run`` runs the pipeline with it, so a
+retried ``run`` never appends the same hour twice. Each hour has its own key: what an hour
+appends is what the pipeline reads, so its input should hold only the clips not yet processed.
+Params: ``pipeline``, ``ray_address``. Variables and defaults: see dags/README.md. Nothing heavy
+is imported at parse time.
 """
 
 from __future__ import annotations
@@ -46,17 +46,44 @@ def _scheduled() -> Any:
     },
 )
 def curate_annotations_hourly() -> None:
+    @task(retries=2, retry_delay=timedelta(minutes=1))
+    def export() -> dict[str, Any]:
+        """``curate annotate export``: the clips submitted since the last export, appended to the
+        clips dataset as one version (idempotent: a retry never appends a clip twice). Where the
+        app keeps them: CURATE_ANNOTATION_DB / _STORE / _DATASET (Variable curate_env), else
+        annotation-data/ in the working folder."""
+        from airflow.sdk.exceptions import AirflowSkipException
+        from deltalake import DeltaTable
+
+        from curate.annotation.db import Database
+        from curate.annotation.export import export_clips
+        from curate.annotation.settings import default_dataset, default_db_url, default_store_url
+        from curate.annotation.store import BlobStore
+
+        with _scheduled().inside():
+            db = Database(default_db_url())
+            try:
+                db.create_all()
+                result = export_clips(db, BlobStore(default_store_url()), default_dataset())
+            finally:
+                db.dispose()
+        if result.version is None and not DeltaTable.is_deltatable(result.dataset):
+            raise AirflowSkipException(f"no clip was ever exported to {result.dataset}: nothing to transcribe yet")
+        return {"dataset": result.dataset, "clips": result.rows, "version": result.version}
+
     @task
-    def plan() -> dict[str, str]:
+    def plan() -> dict[str, Any]:
         from airflow.sdk import get_current_context
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from curate.pipelines import scheduling
 
         context = get_current_context()
-        return scheduling.plan_run(_scheduled(), context.get("logical_date") or context["dag_run"].run_id)
+        # the key is fixed here, once; no input at all skips the run (no empty version)
+        return scheduling.plan_or_skip(_scheduled(), context.get("logical_date") or context["dag_run"].run_id, skip=AirflowSkipException)
 
     @task(retries=2, retry_delay=timedelta(minutes=5))
-    def run(planned: dict[str, str]) -> dict[str, Any]:
+    def run(planned: dict[str, Any]) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
         from curate.pipelines import scheduling
@@ -64,7 +91,9 @@ def curate_annotations_hourly() -> None:
         # a bad config, unreadable input or a refused publish fails at once; the rest retries
         return scheduling.run_or_fail(_scheduled(), planned, no_retry=AirflowFailException)
 
-    run(plan())
+    planned = plan()
+    export() >> planned
+    run(planned)
 
 
 curate_annotations_hourly()

@@ -45,16 +45,18 @@ def _scheduled() -> Any:
 )
 def curate_web_daily() -> None:
     @task
-    def plan() -> dict[str, str]:
+    def plan() -> dict[str, Any]:
         from airflow.sdk import get_current_context
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from curate.pipelines import scheduling
 
         context = get_current_context()
-        return scheduling.plan_run(_scheduled(), context.get("logical_date") or context["dag_run"].run_id)
+        # the key is fixed here, once; no input at all skips the run (no empty version)
+        return scheduling.plan_or_skip(_scheduled(), context.get("logical_date") or context["dag_run"].run_id, skip=AirflowSkipException)
 
     @task(retries=2, retry_delay=timedelta(minutes=5))
-    def run(planned: dict[str, str]) -> dict[str, Any]:
+    def run(planned: dict[str, Any]) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
         from curate.pipelines import scheduling

@@ -8,7 +8,8 @@
   publishes nothing; changed inputs or config give a new key (a backfill after a fix publishes).
 - **Scheduled runs** (:func:`plan_run`, :func:`run_planned`): a pipeline file resolved against a
   working folder, with extra environment for its ``${VAR}`` interpolation and an optional Ray
-  address; the key is computed once (``plan_run``) and handed to every try of the run.
+  address; the key is computed once (``plan_run``) and handed to every try of the run; a run
+  with nothing to read is skipped (:func:`plan_or_skip`), so no empty version is published.
 - **Retries** (:func:`should_retry`): which failures another try can fix.
 
 Nothing here imports Ray; the run itself goes through :func:`curate.pipelines.api.run`.
@@ -47,7 +48,10 @@ def input_fingerprint(pipeline: Pipeline) -> str:
     missing input (``ConfigError``, ``DatasetError``)."""
     from .preflight import plan_run_inputs
 
-    inputs = plan_run_inputs(pipeline)
+    return _inputs_digest(plan_run_inputs(pipeline))
+
+
+def _inputs_digest(inputs: Any) -> str:
     tasks = [(t["path"], t["size"], t["mtime"], t["start"], t["end"], t["rows"]) for t in inputs.tasks]
     deltas = [entry for entry in inputs.lineage if "delta" in entry]
     return _digest([tasks, deltas])
@@ -67,7 +71,11 @@ def date_key(logical_date: datetime | str) -> str:
 
 def run_key_for(pipeline: Pipeline, logical_date: datetime | str) -> str:
     """``<logical date>/config:<16 hex>/inputs:<16 hex>``: the idempotency key of a scheduled run."""
-    return f"{date_key(logical_date)}/config:{config_fingerprint(pipeline)}/inputs:{input_fingerprint(pipeline)}"
+    return _key(logical_date, config_fingerprint(pipeline), input_fingerprint(pipeline))
+
+
+def _key(logical_date: datetime | str, config_fp: str, inputs_fp: str) -> str:
+    return f"{date_key(logical_date)}/config:{config_fp}/inputs:{inputs_fp}"
 
 
 def with_ray_address(pipeline: Pipeline, address: str | None) -> Pipeline:
@@ -98,7 +106,7 @@ def should_retry(exc: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def _in(workdir: str | os.PathLike[str], env: Mapping[str, str]) -> Iterator[None]:
+def _inside(workdir: str | os.PathLike[str], env: Mapping[str, str]) -> Iterator[None]:
     """Inside ``workdir`` with ``env`` set; the working folder and the variables are restored."""
     folder = Path(workdir)
     if not folder.is_dir():
@@ -145,18 +153,27 @@ class Scheduled:
         - ``curate_out``: unset; else exported as ``CURATE_OUT`` for the pipelines' ``${CURATE_OUT}``
           (a folder or an object-store URL such as ``s3://bucket/curated``)
         - ``curate_ray_address``: unset (the pipeline's ``ray:``); the ``ray_address`` param wins
+        - ``curate_env``: unset; else a JSON object of more variables set while the tasks run
+          (``{"CURATE_ANNOTATIONS": "s3://bucket/annotations"}``)
         """
         pipeline = str(params.get("pipeline") or "").strip()
         if not pipeline:
             raise ValueError("the DAG param 'pipeline' is empty: give a pipeline YAML (relative to curate_pipelines_dir, or absolute)")
+        env = _env_variable(variable("curate_env") or "")
         out = variable("curate_out") or ""
+        if out:
+            env["CURATE_OUT"] = out
         return cls(
             pipeline=pipeline,
             workdir=variable("curate_workdir") or default_workdir,
             pipelines_dir=variable("curate_pipelines_dir") or "pipelines/examples",
-            env={"CURATE_OUT": out} if out else {},
+            env=env,
             ray_address=str(params.get("ray_address") or "").strip() or variable("curate_ray_address") or "",
         )
+
+    def inside(self) -> contextlib.AbstractContextManager[None]:
+        """In the working folder with ``env`` set (both restored afterwards)."""
+        return _inside(self.workdir, self.env)
 
     def load(self) -> Pipeline:
         from .config import load_pipeline
@@ -164,27 +181,55 @@ class Scheduled:
         return load_pipeline(self.pipeline_path)
 
 
-def plan_run(scheduled: Scheduled, logical_date: datetime | str) -> dict[str, str]:
+def _env_variable(text: str) -> dict[str, str]:
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the Variable curate_env is not JSON ({exc}): give an object, e.g. {{\"CURATE_ANNOTATIONS\": \"s3://bucket/annotations\"}}") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in value.items()):
+        raise ValueError(f"the Variable curate_env must be a JSON object of names to strings, got {text[:200]!r}")
+    return {k: str(v) for k, v in value.items()}
+
+
+def plan_run(scheduled: Scheduled, logical_date: datetime | str) -> dict[str, Any]:
     """The run key of ``scheduled`` for ``logical_date`` (and what went into it), computed once,
-    before the first try: every retry runs with this key."""
-    with _in(scheduled.workdir, scheduled.env):
+    before the first try: every retry runs with this key. ``read_tasks``: how many read tasks the
+    run has (0: no input, e.g. no clips added since the last run)."""
+    from .preflight import plan_run_inputs
+
+    with scheduled.inside():
         pipeline = scheduled.load()
+        inputs = plan_run_inputs(pipeline)
+        config_fp, inputs_fp = config_fingerprint(pipeline), _inputs_digest(inputs)
+        dataset = pipeline.config.output.dataset
         return {
             "pipeline": os.path.abspath(scheduled.pipeline_path),
-            "dataset": pipeline.config.output.dataset if "://" in pipeline.config.output.dataset else os.path.abspath(pipeline.config.output.dataset),
-            "config_fingerprint": config_fingerprint(pipeline),
-            "input_fingerprint": input_fingerprint(pipeline),
-            "run_key": run_key_for(pipeline, logical_date),
+            "dataset": dataset if "://" in dataset else os.path.abspath(dataset),
+            "config_fingerprint": config_fp,
+            "input_fingerprint": inputs_fp,
+            "read_tasks": len(inputs.tasks),
+            "run_key": _key(logical_date, config_fp, inputs_fp),
         }
 
 
-def run_planned(scheduled: Scheduled, planned: Mapping[str, str]) -> dict[str, Any]:
+def plan_or_skip(scheduled: Scheduled, logical_date: datetime | str, *, skip: Callable[[str], BaseException]) -> dict[str, Any]:
+    """:func:`plan_run`; with no input to read, raises ``skip(message)`` (Airflow's
+    ``AirflowSkipException``: the run task is skipped, and no empty version is published)."""
+    planned = plan_run(scheduled, logical_date)
+    if planned["read_tasks"] == 0:
+        raise skip(f"no input to read for {planned['pipeline']} (nothing new since the last run): nothing to run")
+    return planned
+
+
+def run_planned(scheduled: Scheduled, planned: Mapping[str, Any]) -> dict[str, Any]:
     """Run ``scheduled`` with the key :func:`plan_run` chose; returns what it did (for the
     scheduler's logs and XCom): ``version`` (``None`` when the key was already committed:
     ``skipped``), ``rows``, ``dropped``, ``run_id``, ``log_file``, ``dataset``, ``run_key``."""
     from .api import run
 
-    with _in(scheduled.workdir, scheduled.env):
+    with scheduled.inside():
         pipeline = with_ray_address(scheduled.load(), scheduled.ray_address)
         result = run(pipeline, run_key=planned["run_key"])
     return {
@@ -195,7 +240,7 @@ def run_planned(scheduled: Scheduled, planned: Mapping[str, str]) -> dict[str, A
     }
 
 
-def run_or_fail(scheduled: Scheduled, planned: Mapping[str, str], *, no_retry: Callable[[str], BaseException]) -> dict[str, Any]:
+def run_or_fail(scheduled: Scheduled, planned: Mapping[str, Any], *, no_retry: Callable[[str], BaseException]) -> dict[str, Any]:
     """:func:`run_planned`; a failure another try cannot fix (:func:`should_retry`) is raised as
     ``no_retry(message)`` (Airflow's ``AirflowFailException``: the task fails without retrying),
     chained to the original error; any other failure is raised as it is (the task retries)."""
@@ -209,5 +254,5 @@ def run_or_fail(scheduled: Scheduled, planned: Mapping[str, str], *, no_retry: C
 
 __all__ = [
     "Scheduled", "config_fingerprint", "input_fingerprint", "date_key", "run_key_for", "with_ray_address",
-    "should_retry", "no_retry_message", "plan_run", "run_planned", "run_or_fail",
+    "should_retry", "no_retry_message", "plan_run", "plan_or_skip", "run_planned", "run_or_fail",
 ]

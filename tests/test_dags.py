@@ -117,6 +117,41 @@ def test_scheduled_settings_defaults_and_overrides() -> None:
     assert (s.pipeline_path, s.ray_address) == ("/abs/p.yaml", "ray://head:10001")
     with pytest.raises(ValueError, match="param 'pipeline'"):
         scheduling.Scheduled.from_settings({"pipeline": " "}, variables.get, default_workdir="/repo")
+    variables["curate_env"] = '{"CURATE_ANNOTATIONS": "s3://bucket/annotations", "WORKERS": 4}'
+    s = scheduling.Scheduled.from_settings({"pipeline": "a.yaml"}, variables.get, default_workdir="/repo")
+    assert s.env == {"CURATE_ANNOTATIONS": "s3://bucket/annotations", "WORKERS": "4", "CURATE_OUT": "s3://bucket/curated"}
+    for bad in ("{not json", '["a list"]', '{"A": {"nested": 1}}'):
+        variables["curate_env"] = bad
+        with pytest.raises(ValueError, match="curate_env"):
+            scheduling.Scheduled.from_settings({"pipeline": "a.yaml"}, variables.get, default_workdir="/repo")
+
+
+class _Skip(Exception):
+    pass
+
+
+def test_plan_fixes_the_key_and_skips_a_run_with_nothing_to_read(tmp_path: Path) -> None:
+    """A Delta input with nothing added since ``since_version`` has no read tasks: the run is
+    skipped (no empty version); the pipeline's relative paths and ${VAR}s resolve in the working
+    folder with the scheduler's variables, and the process's folder and environment are restored."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    write_deltalake(str(tmp_path / "clips"), pa.table({"id": ["a"], "text": ["some words"]}))
+    (tmp_path / "p.yaml").write_text(
+        "input:\n  format: delta\n  paths: [clips]\n  since_version: ${SINCE}\n"
+        "stages: [{length_filter: {min_chars: 1}}]\n"
+        "output: {dataset: out/ds, mode: append}\n"
+    )
+    cwd, env_before = os.getcwd(), dict(os.environ)
+    new = scheduling.Scheduled(pipeline="p.yaml", workdir=str(tmp_path), pipelines_dir=".", env={"SINCE": "0"})
+    with pytest.raises(_Skip, match="nothing to run"):
+        scheduling.plan_or_skip(new, DAY1, skip=_Skip)
+    everything = scheduling.Scheduled(pipeline="p.yaml", workdir=str(tmp_path), pipelines_dir=".", env={"SINCE": "null"})
+    planned = scheduling.plan_or_skip(everything, DAY1, skip=_Skip)
+    assert planned["read_tasks"] == 1 and planned["dataset"] == str(tmp_path / "out" / "ds")
+    assert planned["run_key"] == f"{DAY1.isoformat()}/config:{planned['config_fingerprint']}/inputs:{planned['input_fingerprint']}"
+    assert os.getcwd() == cwd and dict(os.environ) == env_before
 
 
 # ---------------------------------------------------------------- the DAG files under Airflow
@@ -176,7 +211,8 @@ def test_dagbag_loads_every_dag_without_errors(tmp_path: Path) -> None:
         print("RESULT " + json.dumps({{
             "errors": {{k: str(v) for k, v in bag.import_errors.items()}},
             "dags": {{d.dag_id: {{"file": d.fileloc, "schedule": str(d.schedule), "tasks": sorted(d.task_ids),
-                                  "upstream": sorted(d.get_task("run").upstream_task_ids), "retries": d.get_task("run").retries,
+                                  "upstream": sorted(d.get_task("run").upstream_task_ids),
+                                  "plan_upstream": sorted(d.get_task("plan").upstream_task_ids), "retries": d.get_task("run").retries,
                                   "params": sorted(d.params.keys()), "max_active_runs": d.max_active_runs}}
                       for d in bag.dags.values()}},
         }}))
@@ -188,7 +224,8 @@ def test_dagbag_loads_every_dag_without_errors(tmp_path: Path) -> None:
     files = {Path(d["file"]).name for d in result["dags"].values()}
     assert files == {f"{d}.py" for d in DAG_IDS}, "one DAG per file, named like the file"
     for dag_id, d in result["dags"].items():
-        assert d["tasks"] == ["plan", "run"] and d["upstream"] == ["plan"], dag_id
+        assert d["tasks"] == (["export", "plan", "run"] if dag_id == "curate_annotations_hourly" else ["plan", "run"]), dag_id
+        assert d["upstream"] == ["plan"] and d["plan_upstream"] == (["export"] if dag_id == "curate_annotations_hourly" else []), dag_id
         assert d["retries"] >= 1 and d["params"] == ["pipeline", "ray_address"] and d["max_active_runs"] == 1, dag_id
     assert result["dags"]["curate_web_daily"]["schedule"] == "@daily"
     assert result["dags"]["curate_annotations_hourly"]["schedule"] == "@hourly"
@@ -202,43 +239,52 @@ import json, os, sys
 from datetime import datetime, timedelta, timezone
 from airflow.dag_processing.dagbag import DagBag
 
-dag = DagBag(dag_folder={dags!r}).dags["curate_web_daily"]
-# were a failure retried, the retries come at once (not after the DAG's 5 minutes): the test fails
+dag = DagBag(dag_folder={dags!r}).dags[{dag_id!r}]
+# were a failure retried, the retries come at once (not after the DAG's minutes): the test fails
 # on the count of tries instead of waiting
-dag.get_task("run").retry_delay = timedelta(seconds=1)
+for task in dag.tasks:
+    task.retry_delay = timedelta(seconds=1)
 results = []
-for day, out in {cases!r}:
-    os.environ["AIRFLOW_VAR_CURATE_OUT"] = out  # Variables from the environment, read by the task
+for day, variables in {cases!r}:
+    for name, value in variables.items():  # Variables from the environment, read by the tasks
+        os.environ["AIRFLOW_VAR_" + name.upper()] = value
     run = dag.test(logical_date=datetime(2026, 12, day, tzinfo=timezone.utc))
     tis = {{ti.task_id: ti for ti in run.get_task_instances()}}
     results.append({{
         "state": str(run.state),
         "tasks": {{t: str(ti.state) for t, ti in tis.items()}},
         "tries": {{t: ti.try_number for t, ti in tis.items()}},
-        "plan": tis["plan"].xcom_pull(task_ids="plan"),
-        "run": tis["run"].xcom_pull(task_ids="run"),
+        **{{t: ti.xcom_pull(task_ids=t) for t, ti in tis.items()}},
     }})
 print("RESULT " + json.dumps(results, default=str))
 """
 
 
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An AIRFLOW_HOME with a migrated SQLite metadata database (what dag.test() needs)."""
+    home = tmp_path_factory.mktemp("airflow")
+    migrate = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=_airflow_env(home), cwd=home,
+                             capture_output=True, text=True, timeout=300)
+    assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
+    return home
+
+
 @pytest.mark.slow
-def test_web_dag_publishes_once_per_logical_date(tmp_path: Path) -> None:
+def test_web_dag_publishes_once_per_logical_date(tmp_path: Path, airflow_home: Path) -> None:
     """dag.test() under a real Airflow (SQLite metadata database in a temporary AIRFLOW_HOME): the
     web-curation DAG runs the quickstart to version 0; the same logical date again publishes
     nothing; the next date publishes version 1; a run whose output cannot be written fails at
     once, without a retry."""
-    home, work, out = tmp_path / "airflow", tmp_path / "work", tmp_path / "out"
+    home, work, out = airflow_home, tmp_path / "work", tmp_path / "out"
     work.mkdir()
     (work / "pipelines").symlink_to(ROOT / "pipelines")  # the quickstart's relative input paths
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "quickstart").write_text("a file where the dataset folder should be")
     env = _airflow_env(home, curate_workdir=str(work))
-    migrate = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
-    cases = [(1, str(out)), (1, str(out)), (2, str(out)), (3, str(bad))]
-    results = _python(_DAG_TEST.format(dags=str(DAGS), cases=cases), env, tmp_path, timeout=900)
+    cases = [(1, {"curate_out": str(out)}), (1, {"curate_out": str(out)}), (2, {"curate_out": str(out)}), (3, {"curate_out": str(bad)})]
+    results = _python(_DAG_TEST.format(dags=str(DAGS), dag_id="curate_web_daily", cases=cases), env, tmp_path, timeout=900)
     first, again, next_day, failed = results
 
     dataset = out / "quickstart"
@@ -264,4 +310,33 @@ def test_web_dag_publishes_once_per_logical_date(tmp_path: Path) -> None:
     assert not (bad / "quickstart.dropped").exists() and (bad / "quickstart").is_file()
 
     assert (home / "airflow.cfg").exists() and (work / ".curate" / "runs").is_dir()
+    _no_airflow_files_in_the_repo()
+
+
+@pytest.mark.slow
+def test_annotations_dag_exports_and_skips_hours_without_new_clips(tmp_path: Path, airflow_home: Path) -> None:
+    """The hourly annotations DAG with the real export (the annotation app's SQLite database, created
+    in its data folder) and no clip submitted: before any export the hour is skipped; once the
+    clips dataset exists with nothing new, the export succeeds, plan skips the run, and no empty
+    annotations version is appended."""
+    pytest.importorskip("sqlalchemy", reason="needs the annotation extra")
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from curate.annotation.export import SCHEMA
+
+    data, out = tmp_path / "annotation-data", tmp_path / "out" / "annotations"
+    curate_env = json.dumps({"CURATE_ANNOTATION_DATA": str(data), "CURATE_ANNOTATIONS": str(out)})
+    env = _airflow_env(airflow_home, curate_workdir=str(tmp_path), curate_pipelines_dir=str(ROOT / "pipelines" / "examples"), curate_env=curate_env)
+    script = _DAG_TEST.format(dags=str(DAGS), dag_id="curate_annotations_hourly", cases=[(1, {})])
+    (before,) = _python(script, env, tmp_path, timeout=600)
+    assert before["tasks"] == {"export": "skipped", "plan": "skipped", "run": "skipped"}, before
+    assert (data / "annotation.db").is_file() and not (data / "clips").exists()
+
+    write_deltalake(str(data / "clips"), pa.Table.from_pylist([], SCHEMA))  # the clips dataset, nothing in it yet
+    script = _DAG_TEST.format(dags=str(DAGS), dag_id="curate_annotations_hourly", cases=[(2, {})])
+    (quiet_hour,) = _python(script, env, tmp_path, timeout=600)
+    assert quiet_hour["tasks"] == {"export": "success", "plan": "skipped", "run": "skipped"}, quiet_hour
+    assert quiet_hour["export"] == {"dataset": str(data / "clips"), "clips": 0, "version": None}
+    assert not out.exists(), "an hour with nothing new publishes nothing"
     _no_airflow_files_in_the_repo()
