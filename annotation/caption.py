@@ -87,6 +87,13 @@ def support(caption: str, transcript: str) -> float:
     return sum(w in heard for w in words) / len(words)
 
 
+def _environment() -> Any:
+    import jinja2
+
+    # the file's final newline is dropped (Jinja's default): the prompt ends at "Caption:"
+    return jinja2.Environment(undefined=jinja2.StrictUndefined)
+
+
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -134,7 +141,7 @@ class Caption(Stage[CaptionParams]):
         except ImportError as exc:
             raise ConfigError("stage caption needs the synth extra: pip install 'curate[synth]'") from exc
         try:
-            rendered = self._env().from_string(text).render(transcript=_PROBE)
+            rendered = _environment().from_string(text).render(transcript=_PROBE)
         except jinja2.TemplateError as exc:
             raise ConfigError(f"stage caption: template {path}: {type(exc).__name__}: {exc}") from None
         if _PROBE not in rendered:
@@ -143,22 +150,20 @@ class Caption(Stage[CaptionParams]):
         self._template = text
         return text
 
-    def _env(self) -> Any:
-        env = getattr(self, "_jinja", None)
-        if env is None:
-            import jinja2
-
-            # the file's final newline is dropped (Jinja's default): the prompt ends at "Caption:"
-            env = self._jinja = jinja2.Environment(undefined=jinja2.StrictUndefined)
-        return env
+    def __getstate__(self) -> dict[str, Any]:
+        # the compiled template stays behind: each worker compiles the text it is sent
+        return {k: v for k, v in self.__dict__.items() if k != "_compiled"}
 
     # -- prompts -------------------------------------------------------------------------------
 
     def prompt(self, transcript: str) -> str:
         if self._template is None:
             self._load_template(self._base_dir or Path.cwd())
-        assert self._template is not None
-        return str(self._env().from_string(self._template).render(transcript=transcript.strip()[: self.params.max_transcript_chars]))
+        compiled = self.__dict__.get("_compiled")
+        if compiled is None:
+            assert self._template is not None
+            compiled = self._compiled = _environment().from_string(self._template)
+        return str(compiled.render(transcript=transcript.strip()[: self.params.max_transcript_chars]))
 
     def request(self, transcript: str) -> Request:
         s = self.params.sampling

@@ -1,73 +1,46 @@
-"""End to end: a clips dataset (the annotation app's contract: real LJ Speech recordings, hashes,
-image, annotator) -> pipelines/examples/annotations.yaml through `curate run` on a real local Ray
-(real faster-whisper tiny.en, the real bundled Gemma on CPU) -> the annotations dataset read back
-with polars; more clips appended -> the next run processes only the new ones and appends them."""
+"""End to end, with real parts only: the annotation app (`curate annotate serve` on loopback, its
+admin commands) receives real LJ Speech recordings from two annotators through its upload API;
+`curate annotate export` appends them to the clips dataset; pipelines/examples/annotations.yaml
+runs through `curate run` on a real local Ray (faster-whisper tiny.en, the bundled Gemma on CPU);
+the annotations dataset is read back with polars. Then more clips are uploaded and exported, and
+the next run processes only those and appends them."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-import shutil
-import uuid
-import wave
-from datetime import datetime, timezone
 from pathlib import Path
 
+import httpx
 import polars as pl
-import pyarrow as pa
 import pytest
-from deltalake import write_deltalake
-from helpers import ROOT, SHARED, need_shared_data, run_cli
+from annotation_fixtures import AnnotationApp, annotation_app, lj_clips
+from helpers import ROOT, run_cli
 
 pytest.importorskip("faster_whisper", reason="needs faster-whisper (the annotation extra)")
 pytest.importorskip("llama_cpp", reason="needs llama-cpp-python (the synth extra)")
 
 pytestmark = pytest.mark.slow
 
-LJ = SHARED / "evaldata" / "speech" / "ljspeech"
 PIPELINE = ROOT / "pipelines" / "examples" / "annotations.yaml"
-IMAGE = ROOT / "annotation" / "sample_images" / "02_street.png"
-
-#: the clips dataset's columns (the contract between the app's export and the pipelines)
-CLIPS_SCHEMA = pa.schema([
-    ("id", pa.string()), ("audio_uri", pa.string()), ("audio_sha256", pa.string()), ("audio_format", pa.string()),
-    ("duration_s", pa.float64()), ("image_id", pa.string()), ("image_uri", pa.string()), ("image_sha256", pa.string()),
-    ("annotator_id", pa.string()), ("submitted_at", pa.timestamp("us", tz="UTC")),
-])
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def first_clips(n: int) -> list[tuple[Path, float, str]]:
-    """The first ``n`` LJ Speech clips by id: (wav, seconds, reference transcript)."""
-    need_shared_data(LJ / "transcripts.tsv", "LJ Speech clips")
-    refs = dict(line.split("\t", 1) for line in (LJ / "transcripts.tsv").read_text(encoding="utf-8").splitlines() if "\t" in line)
-    clips = []
-    for wav in sorted(LJ.glob("*.wav")):
-        with wave.open(str(wav)) as w:
-            clips.append((wav, w.getnframes() / w.getframerate(), refs[wav.stem]))
-    return clips[:n]
-
-
-def append_clips(dataset: Path, blobs: Path, clips: list[tuple[Path, float, str]], annotator: str) -> dict[str, str]:
-    """Append clips as the app's export does (blobs stored by SHA-256, one version per export);
-    returns clip id -> reference transcript."""
-    blobs.mkdir(parents=True, exist_ok=True)
-    image = blobs / sha256(IMAGE)
-    shutil.copyfile(IMAGE, image)
-    rows, refs = [], {}
-    for wav, seconds, ref in clips:
-        blob = blobs / sha256(wav)
-        shutil.copyfile(wav, blob)
-        cid = f"clip_{uuid.uuid4().hex}"
-        refs[cid] = ref
-        rows.append({"id": cid, "audio_uri": str(blob), "audio_sha256": sha256(wav), "audio_format": "wav", "duration_s": seconds,
-                     "image_id": "img_street", "image_uri": str(image), "image_sha256": sha256(IMAGE), "annotator_id": annotator,
-                     "submitted_at": datetime.now(timezone.utc)})
-    write_deltalake(str(dataset), pa.Table.from_pylist(rows, CLIPS_SCHEMA), mode="append")
+def upload(app: AnnotationApp, token: str, clips: list[tuple[Path, str]]) -> dict[str, str]:
+    """Each clip uploaded for the annotator's next image, as the page does; clip id -> reference text."""
+    refs = {}
+    with httpx.Client(base_url=app.base_url, headers=app.headers(token), timeout=60) as client:
+        for wav, ref in clips:
+            image = client.get("/api/next").json()
+            with open(wav, "rb") as fh:
+                got = client.post("/api/clips", data={"image_id": image["id"]}, files={"file": (wav.name, fh, "audio/wav")})
+            assert got.status_code == 201, got.text
+            assert got.json()["sha256"] == sha256(wav)
+            refs[got.json()["id"]] = ref
     return refs
 
 
@@ -76,19 +49,22 @@ def words(text: str) -> set[str]:
 
 
 def test_annotations_pipeline_end_to_end_then_only_the_new_clips(tmp_path: Path) -> None:
-    clips, out = tmp_path / "annotation-data" / "clips", tmp_path / "out" / "annotations"
-    blobs = tmp_path / "annotation-data" / "blobs"
-    five = first_clips(5)
-    refs = append_clips(clips, blobs, five[:3], "ann_alice")
+    five = lj_clips()[:5]
+    clips, out = tmp_path / "clips", tmp_path / "out" / "annotations"
     env = {"CURATE_ANNOTATION_DATASET": str(clips), "CURATE_ANNOTATIONS": str(out), "HF_HUB_OFFLINE": "1"}
+    with annotation_app(tmp_path / "app", images=3) as app:
+        alice, bob = app.add_annotator("alice"), app.add_annotator("bob")
+        refs = upload(app, alice, five[:3])
+        app.admin("export", "--dataset", str(clips))  # clips version 0
 
-    first = run_cli("run", str(PIPELINE), "--no-progress", cwd=tmp_path, env=env, timeout=900)
-    assert first.returncode == 0, first.stderr
-    df = check_annotations(out, clips, refs)
-    runs = json.loads(run_cli("versions", str(out), "--json").stdout)
-    assert runs[0]["version"] == 0 and runs[0]["run"]["inputs"][0]["version"] == 0
+        first = run_cli("run", str(PIPELINE), "--no-progress", cwd=tmp_path, env=env, timeout=900)
+        assert first.returncode == 0, first.stderr
+        df = check_annotations(out, clips, refs)
+        runs = json.loads(run_cli("versions", str(out), "--json").stdout)
+        assert runs[0]["version"] == 0 and runs[0]["run"]["inputs"][0]["version"] == 0
 
-    more = append_clips(clips, blobs, five[3:], "ann_bob")  # the app exported two more clips: clips version 1
+        more = upload(app, bob, five[3:])
+        app.admin("export", "--dataset", str(clips))  # clips version 1: only bob's two clips
     second = run_cli("run", str(PIPELINE), "--no-progress", cwd=tmp_path, env=env, timeout=900)
     assert second.returncode == 0, second.stderr
     runs = json.loads(run_cli("versions", str(out), "--json").stdout)
@@ -98,7 +74,10 @@ def test_annotations_pipeline_end_to_end_then_only_the_new_clips(tmp_path: Path)
     assert {s["stage"]: s["in"] for s in latest["stages"]}["transcribe"] == 2  # only the new clips were transcribed
     both = check_annotations(out, clips, {**refs, **more})
     assert set(both["id"]) - set(df["id"]) <= set(more)  # appended, none processed twice
-    assert set(both.filter(pl.col("id").is_in(list(more)))["annotator_id"]) <= {"ann_bob"}
+    source = pl.read_delta(str(clips))
+    annotators = dict(zip(source["id"], source["annotator_id"]))
+    assert len({annotators[c] for c in refs}) == 1 and len({annotators[c] for c in more}) == 1
+    assert {annotators[c] for c in refs} != {annotators[c] for c in more}  # alice's, then bob's
     assert pl.read_delta(str(out), version=0).height == df.height
 
 
