@@ -340,3 +340,33 @@ def test_annotations_dag_exports_and_skips_hours_without_new_clips(tmp_path: Pat
     assert quiet_hour["export"] == {"dataset": str(data / "clips"), "clips": 0, "version": None}
     assert not out.exists(), "an hour with nothing new publishes nothing"
     _no_airflow_files_in_the_repo()
+
+
+class _Fail(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_a_failed_publish_gate_fails_the_task_without_a_retry(tmp_path: Path) -> None:
+    """The run task's path with a real Ray run: the staged output breaks the pipeline's
+    expectations, so curate raises ExpectationsFailedError (exit 5) in the driver; the task fails
+    with the no-retry exception and curate's message, and nothing is published."""
+    _write_input(tmp_path, 5)
+    (tmp_path / "p.yaml").write_text(
+        "input: {format: jsonl, paths: [in/*.jsonl]}\n"
+        "stages: [{length_filter: {min_chars: 5}}]\n"
+        "output: {dataset: out/ds}\n"
+        "ray: {num_cpus: 1}\n"
+        "expectations:\n"
+        "  - expect_column_values_to_not_be_null: {column: text}\n"
+        "  - expect_table_row_count_to_be_between: {min_value: 1000}\n"
+    )
+    scheduled = scheduling.Scheduled(pipeline="p.yaml", workdir=str(tmp_path), pipelines_dir=".")
+    planned = scheduling.plan_run(scheduled, DAY1)
+    with pytest.raises(_Fail) as info:
+        scheduling.run_or_fail(scheduled, planned, no_retry=_Fail)
+    message = str(info.value)
+    assert message.startswith("ExpectationsFailedError (curate exit code 5): ") and "expect_table_row_count_to_be_between" in message, message
+    assert "not retried" in message
+    assert type(info.value.__cause__).__name__ == "ExpectationsFailedError"
+    assert not (tmp_path / "out" / "ds" / "_delta_log").exists(), "the first run's failed gate published no version"
