@@ -21,7 +21,7 @@ import pytest
 from deltalake import DeltaTable
 
 from curate.pipelines import api, scheduling
-from curate.pipelines.errors import ConcurrentWriteError, ConfigError, DatasetError, InputDataError, StageError
+from curate.pipelines.errors import ConcurrentWriteError, ConfigError, DatasetError, ExpectationsFailedError, InputDataError, StageError
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGS = ROOT / "dags"
@@ -98,7 +98,7 @@ def test_a_run_key_on_an_output_that_is_a_file_is_a_config_error(tmp_path: Path)
 
 
 def test_only_failures_another_try_can_fix_are_retried() -> None:
-    for exc in (ConfigError("bad key"), InputDataError("bad line"), DatasetError("no such table")):
+    for exc in (ConfigError("bad key"), InputDataError("bad line"), DatasetError("no such table"), ExpectationsFailedError("gate failed")):
         assert not scheduling.should_retry(exc)
         assert "not retried" in scheduling.no_retry_message(exc) and f"exit code {exc.exit_code}" in scheduling.no_retry_message(exc)
     for retryable in (StageError("worker lost"), ConcurrentWriteError("raced"), OSError("disk full"), ConnectionError("ray head gone")):
