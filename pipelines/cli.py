@@ -182,6 +182,11 @@ def _dry_run(pipeline: Any) -> None:
     files, columns = validate_plan(pipeline)
     out = pipeline.config.output
     out_console.print(f"dry run of {pipeline.source}: {len(files)} input files -> {out.dataset} (nothing is run or written)", highlight=False)
+    from .preflight import since_last
+
+    for path, (since, read_by) in zip(pipeline.config.input.paths if pipeline.config.input else [], (since_last(pipeline) or {}).values()):
+        what = "everything (no version of the output read it yet)" if since is None else f"what was added after version {since} (read by the output's version {read_by})"
+        out_console.print(f"  input {path} (since_version: last): {what}", highlight=False)
     for label, stage in zip(stage_labels(pipeline.stages), pipeline.stages):
         stage.bind_output(fs.table_uri(out.dataset), out.storage_options)
         plan = stage.describe_plan()

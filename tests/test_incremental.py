@@ -52,6 +52,10 @@ ray: {{num_cpus: 1}}
     df = pl.read_delta(str(out))
     assert sorted(df["id"].to_list()) == ["a", "b", "c", "d", "e"]  # appended, nothing read twice
 
+    dry = run_cli("run", str(pipe), "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0 and ": 0 input files" in dry.stdout, dry.stdout + dry.stderr
+    assert "(since_version: last): what was added after version 1 (read by the output's version 1)" in " ".join(dry.stdout.split())
+
     third = run_cli("run", str(pipe), "--no-progress", cwd=tmp_path)  # nothing new
     assert third.returncode == 0, third.stderr
     run = _last_run(out)
