@@ -169,6 +169,19 @@ def test_row_count_and_sampled_expectations(tmp_path: Path, monkeypatch: pytest.
     assert 100 <= mean.result["observed_value"] <= 500 and mean.success  # a uniform sample of 0..599 (mean 299.5)
 
 
+def test_the_sample_reads_only_its_columns_and_stays_within_its_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CURATE_EXPECTATIONS_SAMPLE_ROWS", "50")
+    monkeypatch.setattr(ev, "SAMPLE_BYTES", 20_000)
+    files = shards(tmp_path, [pa.table({"n": list(range(300)), "blob": [os.urandom(1000) for _ in range(300)]}) for _ in range(2)])
+    mean = {"expect_column_mean_to_be_between": {"column": "n", "min_value": 50, "max_value": 250}}
+    narrow = evaluate(specs([mean]), files).results[0]  # reads `n` only: 8 bytes a row, 25 rows per shard
+    assert narrow.success and narrow.meta["curate"] == {**narrow.meta["curate"], "method": "sample", "sample_rows": 50}
+    wide = by_type(evaluate(specs([mean, {"expect_table_columns_to_match_set": {"column_set": ["n", "blob"]}}]), files))
+    # a table-level expectation needs every column: ~1 KB a row, 20 KB -> 9 rows per shard
+    assert wide["expect_table_columns_to_match_set"].success
+    assert wide["expect_table_columns_to_match_set"].meta["curate"]["sample_rows"] == 18
+
+
 def test_curate_language_share(tmp_path: Path) -> None:
     files = shards(tmp_path, [pa.table({"language": ["en"] * 90 + ["de"] * 5 + [None] * 5})])
     passing = evaluate(specs([{"curate_language_share": {"allowed": ["en", "de"], "min_share": 0.95}}]), files)

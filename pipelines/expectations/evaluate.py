@@ -40,12 +40,15 @@ import xxhash
 from .. import fs
 from .spec import ExpectationSpec, ge_environment, instantiate
 
-#: rows per pandas batch handed to Great Expectations
+#: rows per pandas batch handed to Great Expectations, and about the most bytes (uncompressed)
 BATCH_ROWS = 100_000
+BATCH_BYTES = 128 * 1024**2
 #: rows of shards per part (one Ray task each)
 TASK_ROWS = 1_000_000
-#: the most rows the ``sample`` expectations see (``CURATE_EXPECTATIONS_SAMPLE_ROWS`` overrides)
+#: the most rows the ``sample`` expectations see (``CURATE_EXPECTATIONS_SAMPLE_ROWS`` overrides),
+#: and about the most bytes (uncompressed) of the columns they read
 SAMPLE_ROWS = 100_000
+SAMPLE_BYTES = 256 * 1024**2
 #: map expectations whose verdict depends on rows of other batches: evaluated on the sample
 NOT_PER_BATCH = {
     "expect_column_values_to_be_unique",
@@ -76,23 +79,32 @@ class GatePlan:
     def indices(self, method: str) -> list[int]:
         return [i for i, m in enumerate(self.methods) if m == method]
 
-    def columns(self) -> list[str] | None:
-        """The columns a part reads (None: every column, for the sample or a row_condition)."""
-        if self.indices("sample") or any(self.specs[i].kwargs.get("row_condition") for i in self.indices("map")):
-            return None
+    def columns(self, methods: tuple[str, ...] = ("map", "curate", "sample")) -> list[str] | None:
+        """The columns the expectations of ``methods`` read (None: every column: a table-level
+        expectation, or a ``row_condition``, which may name any column)."""
         cols: list[str] = []
-        for i in (*self.indices("map"), *self.indices("curate")):
-            kw = self.specs[i].kwargs
-            for name in ("column", "column_A", "column_B"):
-                if isinstance(kw.get(name), str):
-                    cols.append(kw[name])
-            for name in ("column_list",):
-                cols += [c for c in kw.get(name) or [] if isinstance(c, str)]
-            if self.specs[i].type == "curate_language_share" and "column" not in kw:
-                cols.append("language")
-            if self.specs[i].type == "curate_duplicate_rate" and "column" not in kw:
-                cols.append("text")
+        for i, method in enumerate(self.methods):
+            if method not in methods or self.specs[i].type in ROW_COUNT_TYPES or self.specs[i].type == "curate_row_count_change":
+                continue
+            named = _named_columns(self.specs[i])
+            if named is None:
+                return None
+            cols += named
         return list(dict.fromkeys(cols))
+
+
+def _named_columns(spec: ExpectationSpec) -> list[str] | None:
+    """The columns one expectation reads; None when it may read any (no column named, or a row_condition)."""
+    from .spec import DEFAULT_COLUMNS
+
+    kw = spec.kwargs
+    if kw.get("row_condition"):
+        return None
+    cols = [kw[k] for k in ("column", "column_A", "column_B") if isinstance(kw.get(k), str)]
+    cols += [c for c in kw.get("column_list") or [] if isinstance(c, str)]
+    if spec.type in DEFAULT_COLUMNS and "column" not in kw:
+        cols.append(DEFAULT_COLUMNS[spec.type])
+    return cols or None
 
 
 def method_of(spec: ExpectationSpec) -> str:
@@ -208,11 +220,26 @@ class _Validator:
         return {i: by_id[eid] for i, eid in zip(self.indices, self.ids)}
 
 
-def _file_sample(uri: str, rows: int, plan: GatePlan) -> np.ndarray | None:
-    """Row numbers of this shard in the sample (all rows when the data fits in the sample)."""
-    if plan.total_rows <= plan.sample_rows:
+def _bytes_per_row(pf: pq.ParquetFile, columns: list[str] | None) -> float:
+    """Uncompressed bytes per row of ``columns`` (None: all) of a Parquet file, from its metadata."""
+    md = pf.metadata
+    total = 0
+    for g in range(md.num_row_groups):
+        group = md.row_group(g)
+        for c in range(group.num_columns):
+            chunk = group.column(c)
+            if columns is None or chunk.path_in_schema.split(".")[0] in columns:
+                total += chunk.total_uncompressed_size
+    return max(1.0, total / max(1, md.num_rows))
+
+
+def _file_sample(uri: str, rows: int, plan: GatePlan, row_bytes: float) -> np.ndarray | None:
+    """Row numbers of this shard in the sample: its share of ``sample_rows`` rows and of
+    ``SAMPLE_BYTES`` bytes (all rows when the whole data fits)."""
+    share = rows / max(1, plan.total_rows)
+    k = min(rows, int(round(plan.sample_rows * share)), int(SAMPLE_BYTES * share / row_bytes))
+    if k >= rows and plan.total_rows <= plan.sample_rows:
         return None
-    k = min(rows, int(round(plan.sample_rows * rows / max(1, plan.total_rows))))
     rng = np.random.default_rng(xxhash.xxh3_64_intdigest(uri.rsplit("/", 1)[-1].encode()))
     return np.sort(rng.choice(rows, size=k, replace=False)) if k else np.empty(0, np.int64)
 
@@ -223,6 +250,7 @@ def evaluate_part(plan: GatePlan, files: list[tuple[str, int]], storage_options:
 
     part = Partial()
     wanted = plan.columns()
+    sample_columns = plan.columns(("sample",))
     maps = _Validator.get(plan, "map") if plan.indices("map") else None
     hashes: dict[int, list[np.ndarray]] = {i: [] for i in plan.indices("curate") if plan.specs[i].type == "curate_duplicate_rate"}
     samples: list[pa.Table] = []
@@ -232,18 +260,22 @@ def evaluate_part(plan: GatePlan, files: list[tuple[str, int]], storage_options:
         names = pf.schema_arrow.names
         part.schema = part.schema or pf.schema_arrow
         columns = None if wanted is None else [c for c in wanted if c in names]
-        picks = _file_sample(uri, pf.metadata.num_rows, plan) if plan.indices("sample") else np.empty(0, np.int64)
+        keep = None if sample_columns is None else [c for c in sample_columns if c in names]
+        picks = (_file_sample(uri, pf.metadata.num_rows, plan, _bytes_per_row(pf, keep)) if plan.indices("sample")
+                 else np.empty(0, np.int64))
         offset = 0
-        for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=columns):
+        batch_rows = max(1, min(BATCH_ROWS, int(BATCH_BYTES / _bytes_per_row(pf, columns))))
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
             table = pa.Table.from_batches([batch])
             n = table.num_rows
             part.rows += n
-            if picks is None:
-                samples.append(table)
-            elif len(picks):
-                local = picks[(picks >= offset) & (picks < offset + n)] - offset
-                if len(local):
-                    samples.append(table.take(pa.array(local)))
+            if picks is None or len(picks):
+                chosen = table if keep is None else table.select(keep)
+                if picks is not None:
+                    local = picks[(picks >= offset) & (picks < offset + n)] - offset
+                    chosen = chosen.take(pa.array(local)) if len(local) else None
+                if chosen is not None:
+                    samples.append(chosen)
             offset += n
             if maps is not None:
                 _add_map_results(part, maps.validate(table.to_pandas()))
