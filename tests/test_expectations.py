@@ -1,8 +1,9 @@
 """The publish gate (issue 11, item 1): expectations in the pipeline file, evaluated with real
 Great Expectations on the staged shards before the commit; `curate check` on committed versions.
 
-Fast tests (no Ray) cover config errors and the evaluation on Parquet files; two slow ones run
-`curate run` / `curate.run` on a real local Ray and read the Delta log back."""
+Config errors run `curate validate` / `curate run` (no Ray starts); the evaluation is tested on
+Parquet files in-process; two tests run `curate run` / `curate.run` on a real local Ray and read
+the Delta log back."""
 
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ expectations:
 """
 
 
+@pytest.mark.slow  # (no Ray: four `curate` processes importing Great Expectations, ~8 s each)
 def test_unknown_expectation_is_a_config_error_before_ray_starts(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "data" / "a.jsonl", [{"id": "1", "text": "some text"}])
     write_pipeline(tmp_path / "pipeline.yaml", BAD_NAME)
@@ -70,6 +72,7 @@ def test_unknown_expectation_is_a_config_error_before_ray_starts(tmp_path: Path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "pipeline.yaml"]
 
 
+@pytest.mark.slow  # (no Ray: four `curate` processes importing Great Expectations, ~8 s each)
 def test_expectation_columns_must_be_output_columns(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "data" / "a.jsonl", [{"id": "1", "text": "some text", "language": "en"}])
     write_pipeline(tmp_path / "pipeline.yaml", BAD_NAME.split("expectations:")[0] + """expectations:
