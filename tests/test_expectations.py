@@ -57,7 +57,7 @@ expectations:
 """
 
 
-@pytest.mark.slow  # (no Ray: four `curate` processes importing Great Expectations, ~8 s each)
+@pytest.mark.slow  # (no Ray: two `curate` processes, each importing Great Expectations, ~8 s)
 def test_unknown_expectation_is_a_config_error_before_ray_starts(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "data" / "a.jsonl", [{"id": "1", "text": "some text"}])
     write_pipeline(tmp_path / "pipeline.yaml", BAD_NAME)
@@ -72,7 +72,7 @@ def test_unknown_expectation_is_a_config_error_before_ray_starts(tmp_path: Path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "pipeline.yaml"]
 
 
-@pytest.mark.slow  # (no Ray: four `curate` processes importing Great Expectations, ~8 s each)
+@pytest.mark.slow  # (no Ray: two `curate` processes, each importing Great Expectations, ~8 s)
 def test_expectation_columns_must_be_output_columns(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "data" / "a.jsonl", [{"id": "1", "text": "some text", "language": "en"}])
     write_pipeline(tmp_path / "pipeline.yaml", BAD_NAME.split("expectations:")[0] + """expectations:
