@@ -151,15 +151,17 @@ class Partial:
     rows: int = 0
     maps: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
     allowed: dict[int, int] = dataclasses.field(default_factory=dict)
-    hashes: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)  # distinct hashes
-    dups: dict[int, int] = dataclasses.field(default_factory=dict)  # duplicates among this part's rows
+    #: the distinct value hashes of each part (united once, by :func:`duplicates`)
+    hashes: dict[int, list[np.ndarray]] = dataclasses.field(default_factory=dict)
+    dups: dict[int, int] = dataclasses.field(default_factory=dict)  # duplicates within each part
     errors: dict[int, str] = dataclasses.field(default_factory=dict)
     sample: pa.Table | None = None
     schema: pa.Schema | None = None
 
 
 def merge(a: Partial, b: Partial) -> Partial:
-    """The aggregates of both parts together (exact: counts add; distinct hashes unite)."""
+    """The aggregates of both parts together (exact: counts add; each part's distinct hashes are
+    kept, to be united once by :func:`duplicates`)."""
     out = Partial(rows=a.rows + b.rows, errors={**b.errors, **a.errors}, schema=a.schema or b.schema)
     for i in {*a.maps, *b.maps}:
         x, y = a.maps.get(i), b.maps.get(i)
@@ -171,10 +173,8 @@ def merge(a: Partial, b: Partial) -> Partial:
     for i in {*a.allowed, *b.allowed}:
         out.allowed[i] = a.allowed.get(i, 0) + b.allowed.get(i, 0)
     for i in {*a.hashes, *b.hashes}:
-        ha, hb = a.hashes.get(i, np.empty(0, np.uint64)), b.hashes.get(i, np.empty(0, np.uint64))
-        union = np.union1d(ha, hb)
-        out.hashes[i] = union
-        out.dups[i] = a.dups.get(i, 0) + b.dups.get(i, 0) + len(ha) + len(hb) - len(union)
+        out.hashes[i] = a.hashes.get(i, []) + b.hashes.get(i, [])
+        out.dups[i] = a.dups.get(i, 0) + b.dups.get(i, 0)
     samples = [t for t in (a.sample, b.sample) if t is not None and t.num_rows]
     out.sample = pa.concat_tables(samples, promote_options="permissive") if len(samples) > 1 else (samples[0] if samples else a.sample or b.sample)
     return out
@@ -300,7 +300,7 @@ def evaluate_part(plan: GatePlan, files: list[tuple[str, int]], storage_options:
     for i, chunks in hashes.items():
         every = np.concatenate(chunks) if chunks else np.empty(0, np.uint64)
         distinct = np.unique(every)
-        part.hashes[i] = distinct
+        part.hashes[i] = [distinct]
         part.dups[i] = part.dups.get(i, 0) + len(every) - len(distinct)  # repeats across batches
     if samples:
         part.sample = pa.concat_tables(samples, promote_options="permissive")
@@ -333,3 +333,11 @@ def exception_message(result: Any) -> str | None:
         if rec.get("raised_exception"):
             return str(rec.get("exception_message") or "the expectation raised an exception")
     return None
+
+
+def duplicates(total: Partial, i: int) -> int:
+    """Rows of expectation ``i``'s column repeating an earlier row's value: the repeats within each
+    part plus those across parts (one sort of every part's distinct hashes)."""
+    parts = total.hashes.get(i, [])
+    every = np.concatenate(parts) if parts else np.empty(0, np.uint64)
+    return total.dups.get(i, 0) + len(every) - len(np.unique(every))

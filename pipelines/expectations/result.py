@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .evaluate import GatePlan, Partial, _Validator, exception_message
+from .evaluate import GatePlan, Partial, _Validator, duplicates, exception_message
 from .spec import instantiate
 
 BLOCKING = "critical"
@@ -65,7 +65,7 @@ def finish(plan: GatePlan, total: Partial, previous_rows: int | None) -> Any:
         elif method == "rows":
             outcome = expectation._validate({ROW_COUNT: total.rows})
         else:
-            metrics = {ROW_COUNT: total.rows, ALLOWED_ROWS: total.allowed.get(i, 0), DUPLICATE_ROWS: total.dups.get(i, 0), PREVIOUS_ROWS: previous_rows}
+            metrics = {ROW_COUNT: total.rows, ALLOWED_ROWS: total.allowed.get(i, 0), DUPLICATE_ROWS: duplicates(total, i), PREVIOUS_ROWS: previous_rows}
             outcome = expectation._validate(metrics)
         result = {k: _clean(v) if not isinstance(v, (list, dict)) else v for k, v in (outcome.get("result") or {}).items()}
         if "partial_unexpected_list" in result:
