@@ -70,3 +70,46 @@ ray: {{num_cpus: 1}}
     assert fourth.returncode != 0
     assert "since_version: last = 1" in fourth.stderr and "version 2 of" in fourth.stderr and "removed 2 file(s)" in fourth.stderr, fourth.stderr
     assert _last_run(out)["version"] == 2  # nothing published
+
+
+def _commit(dataset: Path, src: Path | None, version: int | None) -> None:
+    """A version of ``dataset`` whose run metadata says it read ``src`` at ``version`` (or nothing)."""
+    from deltalake import CommitProperties
+
+    from curate.pipelines.store import METADATA_KEY
+
+    run = {"inputs": [{"delta": str(src), "version": version, "since_version": None}]} if src is not None else {"inputs": []}
+    write_deltalake(str(dataset), _rows(["z"]), mode="append", commit_properties=CommitProperties(custom_metadata={METADATA_KEY: json.dumps(run)}))
+
+
+def test_last_read_version_from_the_output_history_and_its_errors(tmp_path: Path) -> None:
+    from curate.pipelines import store
+    from curate.pipelines.config import load_pipeline
+    from curate.pipelines.errors import ConfigError, DatasetError
+    from curate.pipelines.preflight import plan_run_inputs
+
+    src, other, out = tmp_path / "src", tmp_path / "other", tmp_path / "out"
+    assert store.last_read_version(str(out), str(src)) is None  # no output yet: read everything
+    _commit(out, src, 0)  # out v0 read src v0
+    _commit(out, other, 7)  # out v1 read another table
+    _commit(out, None, None)  # out v2: a run without inputs
+    assert store.last_read_version(str(out), str(src)) == (0, 0)  # the newest version that read src
+    assert store.last_read_version(str(out), str(other)) == (7, 1)
+    assert store.last_read_version(str(out), str(tmp_path / "never")) is None
+
+    # src recreated with fewer versions than the output says were read: a clear error, before Ray
+    write_deltalake(str(src), _rows(["a"]))
+    _commit(out, src, 3)
+    pipe = write_pipeline(tmp_path / "p.yaml", f"input: {{format: delta, paths: [{src}], since_version: last}}\noutput: {{dataset: {out}, mode: append}}\n")
+    with pytest.raises(ConfigError, match=r"since_version: last = 3.*not a version from 0 to 0"):
+        plan_run_inputs(load_pipeline(pipe))
+
+    # the output's log entries that would say it are gone (a checkpoint, then log cleanup): a clear error too
+    from deltalake import DeltaTable
+
+    _commit(out, None, None)  # out v4 reads nothing
+    DeltaTable(str(out)).create_checkpoint()
+    for v in range(4):
+        (out / "_delta_log" / f"{v:020d}.json").unlink()
+    with pytest.raises(DatasetError, match=r"log entry of version 3 of .* is gone"):
+        store.last_read_version(str(out), str(src))
