@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Pipeline
-from .errors import ConcurrentWriteError, CurateError, StageError
+from .errors import ConcurrentWriteError, ConfigError, CurateError, StageError
 
 
 def _digest(value: Any) -> str:
@@ -110,7 +110,7 @@ def _inside(workdir: str | os.PathLike[str], env: Mapping[str, str]) -> Iterator
     """Inside ``workdir`` with ``env`` set; the working folder and the variables are restored."""
     folder = Path(workdir)
     if not folder.is_dir():
-        raise FileNotFoundError(f"the working folder {folder} does not exist (set the curate_workdir Variable to the folder the pipelines' relative paths start from)")
+        raise ConfigError(f"the working folder {folder} does not exist", hint="set the Variable curate_workdir to the folder the pipelines' relative paths start from")
     cwd = os.getcwd()
     saved = {k: os.environ.get(k) for k in env}
     os.chdir(folder)
@@ -158,7 +158,7 @@ class Scheduled:
         """
         pipeline = str(params.get("pipeline") or "").strip()
         if not pipeline:
-            raise ValueError("the DAG param 'pipeline' is empty: give a pipeline YAML (relative to curate_pipelines_dir, or absolute)")
+            raise ConfigError("the DAG param 'pipeline' is empty", hint="give a pipeline YAML, relative to the Variable curate_pipelines_dir or absolute")
         env = _env_variable(variable("curate_env") or "")
         out = variable("curate_out") or ""
         if out:
@@ -187,9 +187,9 @@ def _env_variable(text: str) -> dict[str, str]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"the Variable curate_env is not JSON ({exc}): give an object, e.g. {{\"CURATE_ANNOTATIONS\": \"s3://bucket/annotations\"}}") from None
+        raise ConfigError(f"the Variable curate_env is not JSON: {exc}", hint='give an object, e.g. {"CURATE_ANNOTATIONS": "s3://bucket/annotations"}') from None
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in value.items()):
-        raise ValueError(f"the Variable curate_env must be a JSON object of names to strings, got {text[:200]!r}")
+        raise ConfigError(f"the Variable curate_env must be a JSON object of names to strings, got {text[:200]!r}")
     return {k: str(v) for k, v in value.items()}
 
 
@@ -231,6 +231,11 @@ def run_planned(scheduled: Scheduled, planned: Mapping[str, Any]) -> dict[str, A
 
     with scheduled.inside():
         pipeline = with_ray_address(scheduled.load(), scheduled.ray_address)
+        if config_fingerprint(pipeline) != planned["config_fingerprint"]:
+            raise ConfigError(
+                f"{scheduled.pipeline_path} changed after its run key {planned['run_key']!r} was planned",
+                hint="clear the plan task too, so that the run gets the key of the pipeline as it is now",
+            )
         result = run(pipeline, run_key=planned["run_key"])
     return {
         "dataset": planned["dataset"], "run_key": planned["run_key"], "version": result.version,

@@ -115,14 +115,14 @@ def test_scheduled_settings_defaults_and_overrides() -> None:
     assert (s.workdir, s.pipeline_path, s.env, s.ray_address) == ("/srv/curate", "/srv/pipelines/web.yaml", {"CURATE_OUT": "s3://bucket/curated"}, "auto")
     s = scheduling.Scheduled.from_settings({"pipeline": "/abs/p.yaml", "ray_address": "ray://head:10001"}, variables.get, default_workdir="/repo")
     assert (s.pipeline_path, s.ray_address) == ("/abs/p.yaml", "ray://head:10001")
-    with pytest.raises(ValueError, match="param 'pipeline'"):
+    with pytest.raises(ConfigError, match="param 'pipeline'"):
         scheduling.Scheduled.from_settings({"pipeline": " "}, variables.get, default_workdir="/repo")
     variables["curate_env"] = '{"CURATE_ANNOTATIONS": "s3://bucket/annotations", "WORKERS": 4}'
     s = scheduling.Scheduled.from_settings({"pipeline": "a.yaml"}, variables.get, default_workdir="/repo")
     assert s.env == {"CURATE_ANNOTATIONS": "s3://bucket/annotations", "WORKERS": "4", "CURATE_OUT": "s3://bucket/curated"}
     for bad in ("{not json", '["a list"]', '{"A": {"nested": 1}}'):
         variables["curate_env"] = bad
-        with pytest.raises(ValueError, match="curate_env"):
+        with pytest.raises(ConfigError, match="curate_env"):
             scheduling.Scheduled.from_settings({"pipeline": "a.yaml"}, variables.get, default_workdir="/repo")
 
 
@@ -150,6 +150,13 @@ def test_plan_fixes_the_key_and_skips_a_run_with_nothing_to_read(tmp_path: Path)
     everything = scheduling.Scheduled(pipeline="p.yaml", workdir=str(tmp_path), pipelines_dir=".", env={"SINCE": "null"})
     planned = scheduling.plan_or_skip(everything, DAY1, skip=_Skip)
     assert planned["read_tasks"] == 1 and planned["dataset"] == str(tmp_path / "out" / "ds")
+    # the pipeline edited between plan and run: the planned key no longer describes it (no Ray started)
+    (tmp_path / "p.yaml").write_text((tmp_path / "p.yaml").read_text().replace("min_chars: 1", "min_chars: 2"))
+    with pytest.raises(ConfigError, match="changed after its run key") as info:
+        scheduling.run_planned(everything, planned)
+    assert not scheduling.should_retry(info.value)
+    with pytest.raises(ConfigError, match="curate_workdir"):
+        scheduling.plan_run(scheduling.Scheduled(pipeline="p.yaml", workdir=str(tmp_path / "missing"), pipelines_dir="."), DAY1)
     assert planned["run_key"] == f"{DAY1.isoformat()}/config:{planned['config_fingerprint']}/inputs:{planned['input_fingerprint']}"
     assert os.getcwd() == cwd and dict(os.environ) == env_before
 
@@ -245,13 +252,14 @@ dag = DagBag(dag_folder={dags!r}).dags[{dag_id!r}]
 for task in dag.tasks:
     task.retry_delay = timedelta(seconds=1)
 results = []
-for day, variables in {cases!r}:
+for day, variables, *conf in {cases!r}:
     for name, value in variables.items():  # Variables from the environment, read by the tasks
         os.environ["AIRFLOW_VAR_" + name.upper()] = value
-    run = dag.test(logical_date=datetime(2026, 12, day, tzinfo=timezone.utc))
+    # day None: a manual run without a logical date, as Airflow 3 triggers them
+    run = dag.test(logical_date=datetime(2026, 12, day, tzinfo=timezone.utc) if day else None, run_conf=conf[0] if conf else None)
     tis = {{ti.task_id: ti for ti in run.get_task_instances()}}
     results.append({{
-        "state": str(run.state),
+        "state": str(run.state), "run_id": run.run_id, "logical_date": str(run.logical_date),
         "tasks": {{t: str(ti.state) for t, ti in tis.items()}},
         "tries": {{t: ti.try_number for t, ti in tis.items()}},
         **{{t: ti.xcom_pull(task_ids=t) for t, ti in tis.items()}},
@@ -370,3 +378,31 @@ def test_a_failed_publish_gate_fails_the_task_without_a_retry(tmp_path: Path) ->
     assert "not retried" in message
     assert type(info.value.__cause__).__name__ == "ExpectationsFailedError"
     assert not (tmp_path / "out" / "ds" / "_delta_log").exists(), "the first run's failed gate published no version"
+
+
+@pytest.mark.slow
+def test_synth_dag_triggered_without_a_logical_date_keys_on_its_run_id(tmp_path: Path, airflow_home: Path) -> None:
+    """The synthetic-data DAG, triggered by hand with a smaller textbooks pipeline as its
+    ``pipeline`` param (absolute path): Airflow 3 gives the run no logical date, so the run key
+    starts with the run id; the bundled Gemma on llama.cpp writes version 0."""
+    pytest.importorskip("llama_cpp", reason="needs llama-cpp-python (the synth extra)")
+    pipeline = tmp_path / "tiny-textbooks.yaml"
+    pipeline.write_text(
+        "stages:\n"
+        "  - generate_textbooks: {topics: [photosynthesis], formats: [textbook], audiences: [young_children], sampling: {max_tokens: 16}}\n"
+        "    run: {batch_size: 1}\n"
+        "  - synth_checks: {drop_truncated: false, min_words: 1}\n"
+        "output: {dataset: '${CURATE_OUT}/textbooks'}\n"
+        "ray: {num_cpus: 2}\n"
+    )
+    env = _airflow_env(airflow_home, curate_workdir=str(tmp_path), curate_out=str(tmp_path / "out"))
+    script = _DAG_TEST.format(dags=str(DAGS), dag_id="curate_synth", cases=[(None, {}, {"pipeline": str(pipeline)})])
+    (triggered,) = _python(script, env, tmp_path, timeout=600)
+    assert triggered["state"] == "success" and triggered["logical_date"] == "None", triggered
+    assert triggered["plan"]["run_key"].startswith(triggered["run_id"] + "/config:")
+    assert triggered["plan"]["read_tasks"] == 1 and triggered["run"]["version"] == 0 and triggered["run"]["rows"] == 1
+    df = pl.read_delta(str(tmp_path / "out" / "textbooks"))
+    assert df.height == 1 and df["text"][0].strip() and df["format"][0] == "textbook"
+    history = DeltaTable(str(tmp_path / "out" / "textbooks")).history()
+    assert history[0]["curate.run_key"] == triggered["plan"]["run_key"]
+    _no_airflow_files_in_the_repo()
