@@ -52,6 +52,8 @@ class RunResult:
     seconds: float
     skipped: bool = False
     resumed_tasks: int = 0
+    #: the publish gate's summary (as in the commit metadata), None without ``expectations:``
+    expectations: dict[str, Any] | None = None
 
 
 def new_run_id() -> str:
@@ -449,7 +451,8 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
             _end_marker(main_uri, earlier, so, failed=False)
     elapsed = time.time() - t_start
     n_dropped = sum(st["dropped"] for st in stage_stats)  # not rows in - kept: Expand stages make rows
-    result = RunResult(run_id, version, dropped_version, kept, n_dropped, stage_stats, log_file, elapsed, resumed_tasks=len(reused))
+    result = RunResult(run_id, version, dropped_version, kept, n_dropped, stage_stats, log_file, elapsed, resumed_tasks=len(reused),
+                       expectations=gate)
     console.print(summary_table(stage_stats, f"run {run_id}"))
     console.print(
         f"wrote [bold]{out.dataset}[/] version [bold]{version}[/]: {kept:,} rows in {len(main_files)} shards"

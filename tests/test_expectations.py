@@ -368,6 +368,7 @@ def test_gate_through_the_python_api(tmp_path: Path, monkeypatch: pytest.MonkeyP
     write_pipeline(tmp_path / "good.yaml", PIPELINE.format(expectations=GOOD))
     result = curate.run("good.yaml")
     assert result.version == 0 and result.rows == 80
+    assert result.expectations is not None and result.expectations["statistics"]["successful_expectations"] == 5
     assert result.resumed_tasks == 1  # the failed run's shards are reused: expectations are not part of the resume key
     assert "expectations: 80 rows in 4 shards, evaluated in 3 parts" in Path(result.log_file).read_text()
     assert versions(tmp_path / "out" / "web") == 1
