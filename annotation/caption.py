@@ -106,6 +106,7 @@ class Caption(Stage[CaptionParams]):
     stateful = True
     batch_size = 8
     resources = Resources(cpus=1)
+    reads: ClassVar[tuple[str, ...]] = ("transcript", "transcript_flags")  # by default (input_columns: from the params)
     writes: ClassVar[tuple[str, ...]] = ("caption", "caption_model")
 
     def __init__(self, params: CaptionParams) -> None:
