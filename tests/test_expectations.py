@@ -256,6 +256,37 @@ def test_gate_on_staged_shards_before_the_commit_in_both_modes(tmp_path: Path) -
     assert DeltaTable(str(uri)).version() == 0 and not (tmp_path / "gx").exists() and not Path("gx").exists()
 
 
+def test_curate_check_with_a_suite_file_and_a_list_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`curate check` (in-process) on a table of two versions: a GE suite file, a YAML list with
+    curate_row_count_change against the version before, exit codes 0 / 5 / 2."""
+    from click.testing import CliRunner
+    from deltalake import write_deltalake
+
+    from curate.pipelines.expectations.cli import check
+
+    monkeypatch.chdir(tmp_path)
+    write_deltalake("ds", pa.table({"text": ["a", "b", "c", "d"]}))
+    write_deltalake("ds", pa.table({"text": ["a", "b", None]}), mode="overwrite")  # version 1: 3 rows, one null
+    suite = {"name": "s", "expectations": [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "text"}, "severity": "warning"}]}
+    Path("suite.json").write_text(json.dumps(suite))
+    Path("list.yaml").write_text("- curate_row_count_change: {min_ratio: 0.9}\n- expect_column_values_to_not_be_null: {column: text, mostly: 0.6}\n")
+    runner = CliRunner()
+    warned = runner.invoke(check, ["ds", "--expectations", "suite.json", "--report-dir", "reports"])
+    assert warned.exit_code == 0, warned.output  # severity warning: reported, not failed
+    assert "warning:" in warned.output and "1 unexpected of 3 rows" in warned.output
+    failed = runner.invoke(check, ["ds@1", "--expectations", "list.yaml", "--report-dir", "reports"])
+    assert failed.exit_code == 5, failed.output
+    assert "curate_row_count_change(min_ratio=0.9) failed: observed 0.75 (previous version 4 rows, this one 3)" in failed.output
+    assert "expect_column_values_to_not_be_null" not in failed.output.split("the failed ones:")[1]  # 2 of 3 non-null >= 0.6
+    first = runner.invoke(check, ["ds@0", "--expectations", "list.yaml", "--report-dir", "reports"])
+    assert first.exit_code == 0, first.output  # version 0 has no previous version
+    bad = runner.invoke(check, ["ds", "--expectations", "suite.json", "--pipeline", "p.yaml"])
+    assert bad.exit_code == 2 and "not both" in bad.output
+    none = runner.invoke(check, ["ds"])
+    assert none.exit_code == 2 and "published without expectations" in none.output
+    assert len(list(Path("reports").glob("check-ds-v1-*.expectations.json"))) == 2 and not Path("gx").exists()
+
+
 # ------------------------------------------------------------------ curate run / curate.run / curate check (real Ray)
 
 PIPELINE = """\

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,6 @@ def check_version(specs: list[ExpectationSpec], dataset: str, version: int | Non
     v = int(DeltaTable(uri, version=version, storage_options=so or None).version())
     previous = _version_files(uri, v - 1, so) if v > 0 else None
     result = evaluate(specs, files, storage_options=so, previous_rows=previous[1] if previous else None, mapper=mapper)
-    stem = f"check-{Path(uri.rstrip('/')).name}-v{v}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    stem = f"check-{Path(uri.rstrip('/')).name}-v{v}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
     reports = save(result, report_dir, stem)
     return _judge(result, reports, f"{dataset}@{v} does not meet its expectations", console, time.time() - t0)
