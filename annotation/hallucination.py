@@ -77,10 +77,10 @@ def repeated_ngram(text: str, limits: Limits = Limits()) -> str | None:
                 return f"{' '.join(gram)!r} repeated {limits.min_repeats}+ times in a row"
     if len(ws) >= limits.min_words_for_share:
         grams = Counter(tuple(ws[i : i + 3]) for i in range(len(ws) - 2))
-        gram, count = grams.most_common(1)[0]
+        top, count = grams.most_common(1)[0]
         share = count / (len(ws) - 2)
         if count > 1 and share >= limits.max_trigram_share:
-            return f"{' '.join(gram)!r} is {share:.0%} of the transcript's 3-grams"
+            return f"{' '.join(top)!r} is {share:.0%} of the transcript's 3-grams"
     return None
 
 
