@@ -93,7 +93,7 @@ def curate_annotations_hourly() -> None:
 
     planned = plan()
     export() >> planned
-    run(planned)
+    run(planned)  # type: ignore[arg-type]  # TaskFlow hands run the XCom of plan
 
 
 curate_annotations_hourly()

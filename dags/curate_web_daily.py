@@ -64,7 +64,7 @@ def curate_web_daily() -> None:
         # a bad config, unreadable input or a refused publish fails at once; the rest retries
         return scheduling.run_or_fail(_scheduled(), planned, no_retry=AirflowFailException)
 
-    run(plan())
+    run(plan())  # type: ignore[arg-type]  # TaskFlow hands run the XCom of plan
 
 
 curate_web_daily()
