@@ -406,3 +406,23 @@ def test_synth_dag_triggered_without_a_logical_date_keys_on_its_run_id(tmp_path:
     history = DeltaTable(str(tmp_path / "out" / "textbooks")).history()
     assert history[0]["curate.run_key"] == triggered["plan"]["run_key"]
     _no_airflow_files_in_the_repo()
+
+
+@pytest.mark.slow
+def test_web_dag_runs_on_the_ray_cluster_its_param_names(tmp_path: Path, airflow_home: Path) -> None:
+    """The ``ray_address`` param reaches the run: the task is the driver of a Ray cluster started
+    beside it (a two-node cluster on loopback, token authentication on, as on a real cluster), and
+    the version's metadata names that cluster and its two nodes' CPUs."""
+    from helpers import local_ray_cluster
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    work.mkdir()
+    (work / "pipelines").symlink_to(ROOT / "pipelines")
+    with local_ray_cluster((1, 1)) as address:
+        env = {**_airflow_env(airflow_home, curate_workdir=str(work), curate_out=str(out)), "RAY_AUTH_MODE": "token"}
+        script = _DAG_TEST.format(dags=str(DAGS), dag_id="curate_web_daily", cases=[(5, {}, {"ray_address": address})])
+        (result,) = _python(script, env, tmp_path, timeout=600)
+    assert result["state"] == "success" and result["run"]["version"] == 0, result
+    meta = json.loads(DeltaTable(str(out / "quickstart")).history()[0]["curate.run"])
+    assert meta["ray"]["address"] == address and meta["ray"]["resources"]["CPU"] == 2.0
+    assert pl.read_delta(str(out / "quickstart")).height == result["run"]["rows"] > 0
