@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from helpers import SHARED, need_shared_data, run_cli, write_pipeline
-from test_synth_openai import llama_server  # noqa: F401  (the real llama.cpp server fixture, reused)
+from test_synth_openai import FaultProxy, llama_server, proxy  # noqa: F401  (the real llama.cpp server and its fault proxy, reused)
 
 pytest.importorskip("llama_cpp", reason="needs llama-cpp-python (the synth extra)")
 
@@ -135,30 +135,46 @@ def test_bundled_gemma_captions_real_transcripts_and_a_rerun_comes_from_the_cach
 
 
 @pytest.mark.slow
-def test_openai_engine_through_curate_run(tmp_path: Path, llama_server: str) -> None:
+def test_openai_engine_through_curate_run_with_retries_drops_and_the_cache(tmp_path: Path, proxy: FaultProxy) -> None:
     pq.write_table(transcripts_table(2), tmp_path / "transcripts.parquet")
     pipe = write_pipeline(tmp_path / "p.yaml", f"""input: {{format: parquet, paths: [{tmp_path}/transcripts.parquet]}}
 stages:
   - caption:
-      engine: {{name: openai, base_url: "{llama_server}", model: gemma-3-270m, concurrency: 2}}
+      engine: {{name: openai, base_url: "{proxy.url}", model: gemma-3-270m, concurrency: 1, backoff: 0.05}}
     run: {{batch_size: 4}}
 output: {{dataset: {tmp_path}/out, keep_dropped: true}}
 ray: {{num_cpus: 2}}
 """)
+    # the real server behind a proxy: the first request gets a 429 (retried), the second a 400
+    # (not retried: its row is dropped with the server's message), every later one is forwarded
+    proxy.script = ["429", "400"]
     out = run_cli("run", str(pipe), "--no-progress", cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr
-    df = pl.read_delta(str(tmp_path / "out")).sort("id")
-    assert df["id"].to_list() == [i for i, _ in lj_transcripts(2)]
-    assert set(df["caption_model"]) == {"openai:gemma-3-270m"}
-    assert all(c and c.strip() for c in df["caption"]) and df["transcript"].to_list() == [t for _, t in lj_transcripts(2)]
-    dropped = pl.read_delta(str(tmp_path / "out.dropped")).sort("id")
-    assert dropped.select("id", "stage", "rule").rows() == [("empty", "caption", "empty_transcript"), ("flagged", "caption", "flagged_transcript")]
+    assert proxy.requests == 3 and proxy.forwarded == 1
+    df = pl.read_delta(str(tmp_path / "out"))
+    refs = dict(lj_transcripts(2))
+    assert df.height == 1 and df["id"][0] in refs
+    assert df["caption_model"][0] == "openai:gemma-3-270m" and df["caption"][0].strip()
+    assert df["transcript"][0] == refs[df["id"][0]]
+    dropped = {r["id"]: r for r in pl.read_delta(str(tmp_path / "out.dropped")).iter_rows(named=True)}
+    failed = next(i for i in refs if i not in set(df["id"]))
+    assert {i: (r["stage"], r["rule"]) for i, r in dropped.items()} == {
+        "empty": ("caption", "empty_transcript"), "flagged": ("caption", "flagged_transcript"), failed: ("caption", "request_failed")}
+    assert "HTTP 400" in dropped[failed]["reason"] and "injected 400" in dropped[failed]["reason"]
     run = json.loads(run_cli("versions", str(tmp_path / "out"), "--json").stdout)[0]["run"]
     st = {s["stage"]: s for s in run["stages"]}["caption"]
-    assert (st["in"], st["out"], st["dropped"]) == (4, 2, 2)
-    assert st["counters"]["engine_calls"] == 2 and st["counters"]["failed_requests"] == 0
+    assert (st["in"], st["out"], st["dropped"]) == (4, 1, 3)
+    assert (st["counters"]["engine_calls"], st["counters"]["failed_requests"], st["counters"]["cache_hits"]) == (2, 1, 0)
     meta = run["stage_metadata"]["caption"]
     assert meta["model"] == "openai:gemma-3-270m" and len(meta["template_hash"]) == 16
+
+    # again: the caption made is served from the cache; only the failed row asks the server
+    out = run_cli("run", str(pipe), "--no-progress", cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert proxy.requests == 4 and proxy.forwarded == 2
+    assert sorted(pl.read_delta(str(tmp_path / "out"))["id"]) == sorted(refs)
+    st = {s["stage"]: s for s in json.loads(run_cli("versions", str(tmp_path / "out"), "--json").stdout)[0]["run"]["stages"]}["caption"]
+    assert (st["counters"]["engine_calls"], st["counters"]["cache_hits"], st["out"]) == (1, 1, 2)
 
 
 def test_actors_holding_every_cpu_fail_fast_instead_of_waiting_forever(tmp_path: Path) -> None:
