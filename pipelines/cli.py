@@ -357,7 +357,7 @@ def vacuum(dataset: str, minutes: float | None, journals: bool, delete: bool) ->
     --journals removes them and the journal), and files younger than --older-than minutes of
     runs not known to have ended. Lists by default; --delete removes them.
     """
-    from .store import VACUUM_MINUTES, apply_vacuum, plan_vacuum
+    from .vacuum import VACUUM_MINUTES, apply_vacuum, plan_vacuum
 
     try:
         plan = plan_vacuum(dataset, VACUUM_MINUTES if minutes is None else minutes, journals)

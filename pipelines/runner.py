@@ -25,7 +25,7 @@ from rich.markup import escape
 
 import curate
 
-from . import fs, journal, store
+from . import fs, journal, store, vacuum
 from .config import Pipeline
 from .errors import CurateError
 from .plan import check_columns, checkpoint_before_global, stage_labels
@@ -213,10 +213,10 @@ def _remove_dead_runs_shards(main_uri: str, so: dict[str, str], console: Console
     publishing them (killed, failed) go, as `curate vacuum --delete` would remove them; shards an
     unfinished run's journal names, and files of runs in progress or of unknown state, stay."""
     try:
-        if not store.dead_run_markers(main_uri, so):
+        if not vacuum.dead_run_markers(main_uri, so):
             return  # (cheap: the whole history is read only when there is something to remove)
-        plan = store.plan_vacuum(main_uri, older_than_minutes=float("inf"), storage_options=so)
-        store.apply_vacuum(plan, so)
+        plan = vacuum.plan_vacuum(main_uri, older_than_minutes=float("inf"), storage_options=so)
+        vacuum.apply_vacuum(plan, so)
     except Exception as exc:  # the version is committed: never fail the run for this
         log.warning("could not remove the shards of earlier killed runs: %r", exc)
         return
@@ -228,7 +228,7 @@ def _remove_dead_runs_shards(main_uri: str, so: dict[str, str], console: Console
 
 def _end_marker(main_uri: str, run_id: str, so: dict[str, str], *, failed: bool) -> None:
     try:
-        store.unmark_run(main_uri, run_id, so, failed=failed)
+        vacuum.unmark_run(main_uri, run_id, so, failed=failed)
     except Exception as exc:  # never hide the run's own outcome
         log.warning("could not update the run marker of %s: %r", run_id, exc)
 
@@ -268,7 +268,7 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
             console.print(f"[yellow]warning:[/] input file {f.path} is empty")
 
     # this run is writing shards into the dataset folder (`curate vacuum` leaves them alone)
-    store.mark_run_alive(main_uri, run_id, so)
+    vacuum.mark_run_alive(main_uri, run_id, so)
     has_global = any(isinstance(s, GlobalStage) for s in pipeline.stages)
     checkpoint = checkpoint_before_global(pipeline.stages)
     # where and how it runs (ray:, run:) does not change what it writes: not part of the key
@@ -325,7 +325,7 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
         if time.time() - last_beat[0] > 20:
             last_beat[0] = time.time()
             try:
-                store.mark_run_alive(main_uri, run_id, so)  # the heartbeat of a run on another host
+                vacuum.mark_run_alive(main_uri, run_id, so)  # the heartbeat of a run on another host
                 if jr is not None:
                     jr.heartbeat()
             except OSError as exc:
@@ -402,7 +402,7 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
         **({"expectations": gate} if gate is not None else {}),
     }
     try:  # alive until committed (a run on another host is judged by its heartbeat)
-        store.mark_run_alive(main_uri, run_id, so)
+        vacuum.mark_run_alive(main_uri, run_id, so)
     except OSError as exc:
         log.warning("run marker heartbeat failed: %r", exc)
     pause = float(os.environ.get("CURATE_PAUSE_BEFORE_COMMIT", "0") or 0)
