@@ -78,8 +78,8 @@ def test_unknown_key_lists_allowed_keys(tmp_path: Path) -> None:
 def test_bad_enum_value(tmp_path: Path) -> None:
     msg = _load_error(tmp_path, GOOD.replace("format: jsonl", "format: csv"))
     assert msg == (
-        f"{tmp_path / 'pipeline.yaml'}:2: input.format: Input should be 'jsonl', 'parquet', 'text' or 'delta' "
-        "(got 'csv'); allowed: 'jsonl', 'parquet', 'text' or 'delta'"
+        f"{tmp_path / 'pipeline.yaml'}:2: input.format: Input should be 'jsonl', 'parquet', 'text', 'delta' or 'audio' "
+        "(got 'csv'); allowed: 'jsonl', 'parquet', 'text', 'delta' or 'audio'"
     )
 
 
