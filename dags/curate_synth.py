@@ -46,16 +46,18 @@ def _scheduled() -> Any:
     },
 )
 def curate_synth() -> None:
-    @task
+    @task(retries=2, retry_delay=timedelta(minutes=1))
     def plan() -> dict[str, Any]:
         from airflow.sdk import get_current_context
-        from airflow.sdk.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from curate.pipelines import scheduling
 
         context = get_current_context()
-        # the key is fixed here, once; no input at all skips the run (no empty version)
-        return scheduling.plan_or_skip(_scheduled(), context.get("logical_date") or context["dag_run"].run_id, skip=AirflowSkipException)
+        # the key is fixed here, once; no input at all skips the run (no empty version); a bad
+        # config fails at once, a transient failure (an object store listing) is retried
+        date = context.get("logical_date") or context["dag_run"].run_id
+        return scheduling.plan_or_skip(_scheduled, date, skip=AirflowSkipException, no_retry=AirflowFailException)
 
     @task(retries=1, retry_delay=timedelta(minutes=5))
     def run(planned: dict[str, Any]) -> dict[str, Any]:

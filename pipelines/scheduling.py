@@ -214,10 +214,20 @@ def plan_run(scheduled: Scheduled, logical_date: datetime | str) -> dict[str, An
         }
 
 
-def plan_or_skip(scheduled: Scheduled, logical_date: datetime | str, *, skip: Callable[[str], BaseException]) -> dict[str, Any]:
-    """:func:`plan_run`; with no input to read, raises ``skip(message)`` (Airflow's
-    ``AirflowSkipException``: the run task is skipped, and no empty version is published)."""
-    planned = plan_run(scheduled, logical_date)
+def plan_or_skip(
+    scheduled: Callable[[], Scheduled], logical_date: datetime | str, *, skip: Callable[[str], BaseException],
+    no_retry: Callable[[str], BaseException],
+) -> dict[str, Any]:
+    """:func:`plan_run` of ``scheduled()``; with no input to read, raises ``skip(message)``
+    (Airflow's ``AirflowSkipException``: the run task is skipped, and no empty version is
+    published). A failure another try cannot fix (bad settings, a bad pipeline file, a missing
+    input) is raised as ``no_retry(message)``, as in :func:`run_or_fail`."""
+    try:
+        planned = plan_run(scheduled(), logical_date)
+    except Exception as exc:
+        if should_retry(exc):
+            raise
+        raise no_retry(no_retry_message(exc)) from exc
     if planned["read_tasks"] == 0:
         raise skip(f"no input to read for {planned['pipeline']} (nothing new since the last run): nothing to run")
     return planned

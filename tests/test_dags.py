@@ -86,9 +86,10 @@ def test_run_key_needs_a_date_and_existing_inputs(tmp_path: Path) -> None:
         api.run_key_for(_pipeline(tmp_path), DAY1)
 
 
-def test_a_run_key_on_an_output_that_is_a_file_is_a_config_error(tmp_path: Path) -> None:
+def test_a_run_key_on_an_output_that_is_a_file_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The output is checked before the run key is looked up in it (that lookup raised deltalake's
     own error, which a scheduler would retry), and before Ray starts."""
+    monkeypatch.chdir(tmp_path)  # the run's log folder (.curate/runs) goes here, not into the checkout
     _write_input(tmp_path, 2)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "ds").write_text("not a dataset")
@@ -130,6 +131,10 @@ class _Skip(Exception):
     pass
 
 
+class _Fail(Exception):
+    pass
+
+
 def test_plan_fixes_the_key_and_skips_a_run_with_nothing_to_read(tmp_path: Path) -> None:
     """A Delta input with nothing added since ``since_version`` has no read tasks: the run is
     skipped (no empty version); the pipeline's relative paths and ${VAR}s resolve in the working
@@ -146,9 +151,9 @@ def test_plan_fixes_the_key_and_skips_a_run_with_nothing_to_read(tmp_path: Path)
     cwd, env_before = os.getcwd(), dict(os.environ)
     new = scheduling.Scheduled(pipeline="p.yaml", workdir=str(tmp_path), pipelines_dir=".", env={"SINCE": "0"})
     with pytest.raises(_Skip, match="nothing to run"):
-        scheduling.plan_or_skip(new, DAY1, skip=_Skip)
+        scheduling.plan_or_skip(lambda: new, DAY1, skip=_Skip, no_retry=_Fail)
     everything = scheduling.Scheduled(pipeline="p.yaml", workdir=str(tmp_path), pipelines_dir=".", env={"SINCE": "null"})
-    planned = scheduling.plan_or_skip(everything, DAY1, skip=_Skip)
+    planned = scheduling.plan_or_skip(lambda: everything, DAY1, skip=_Skip, no_retry=_Fail)
     assert planned["read_tasks"] == 1 and planned["dataset"] == str(tmp_path / "out" / "ds")
     # the pipeline edited between plan and run: the planned key no longer describes it (no Ray started)
     (tmp_path / "p.yaml").write_text((tmp_path / "p.yaml").read_text().replace("min_chars: 1", "min_chars: 2"))
@@ -157,6 +162,12 @@ def test_plan_fixes_the_key_and_skips_a_run_with_nothing_to_read(tmp_path: Path)
     assert not scheduling.should_retry(info.value)
     with pytest.raises(ConfigError, match="curate_workdir"):
         scheduling.plan_run(scheduling.Scheduled(pipeline="p.yaml", workdir=str(tmp_path / "missing"), pipelines_dir="."), DAY1)
+    # in the plan task: bad settings and a missing input fail at once (no retry)
+    with pytest.raises(_Fail, match="ConfigError \\(curate exit code 2\\).*param 'pipeline'"):
+        scheduling.plan_or_skip(lambda: scheduling.Scheduled.from_settings({"pipeline": ""}, {}.get, default_workdir=str(tmp_path)), DAY1, skip=_Skip, no_retry=_Fail)
+    (tmp_path / "p.yaml").write_text("input: {format: jsonl, paths: [missing/*.jsonl]}\noutput: {dataset: out/x}\n")
+    with pytest.raises(_Fail, match="not retried"):
+        scheduling.plan_or_skip(lambda: everything, DAY1, skip=_Skip, no_retry=_Fail)
     assert planned["run_key"] == f"{DAY1.isoformat()}/config:{planned['config_fingerprint']}/inputs:{planned['input_fingerprint']}"
     assert os.getcwd() == cwd and dict(os.environ) == env_before
 
@@ -348,10 +359,6 @@ def test_annotations_dag_exports_and_skips_hours_without_new_clips(tmp_path: Pat
     assert quiet_hour["export"] == {"dataset": str(data / "clips"), "clips": 0, "version": None}
     assert not out.exists(), "an hour with nothing new publishes nothing"
     _no_airflow_files_in_the_repo()
-
-
-class _Fail(Exception):
-    pass
 
 
 @pytest.mark.slow
