@@ -27,6 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DAGS = ROOT / "dags"
 DAG_IDS = {"curate_web_daily", "curate_annotations_hourly", "curate_synth"}
 DAY1 = datetime(2026, 12, 1, tzinfo=timezone.utc)
+#: the interpreter Airflow runs under (with curate installed): this one, or Airflow's own venv
+#: should Airflow's pins ever clash with curate's
+AIRFLOW_PYTHON = os.environ.get("CURATE_AIRFLOW_PYTHON") or sys.executable
 
 
 # ---------------------------------------------------------------- run keys (no Airflow, no Ray)
@@ -189,7 +192,7 @@ def _airflow_env(home: Path, **variables: str) -> dict[str, str]:
 
 def _python(code: str, env: dict[str, str], cwd: Path, timeout: float) -> dict[str, Any]:
     """Run ``code`` in a fresh interpreter; it prints one JSON line starting with RESULT."""
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([AIRFLOW_PYTHON, "-c", textwrap.dedent(code)], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}"
     return json.loads(lines[-1][len("RESULT "):])
@@ -283,7 +286,7 @@ print("RESULT " + json.dumps(results, default=str))
 def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An AIRFLOW_HOME with a migrated SQLite metadata database (what dag.test() needs)."""
     home = tmp_path_factory.mktemp("airflow")
-    migrate = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=_airflow_env(home), cwd=home,
+    migrate = subprocess.run([AIRFLOW_PYTHON, "-m", "airflow", "db", "migrate"], env=_airflow_env(home), cwd=home,
                              capture_output=True, text=True, timeout=300)
     assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
     return home
