@@ -14,7 +14,8 @@ tiny.en, int8, beam 5, VAD, word timestamps):
    medians are compared;
 3. once: ``curate run`` with one actor running CPUS threads, and ``Transcribe.process`` in this
    process with ``batch_clips`` (``--batch-clips``, BatchedInferencePipeline) vs 1, to check the
-   stage's default.
+   stage's default (model loaded before the clock starts). ``--only-batching`` does only that,
+   alternating ``--rounds`` times, with the process's CPU seconds too.
 
 Real-time factor (RTF) = seconds spent / seconds of audio (lower is better); throughput relative
 to direct = direct seconds / run seconds. WER: annotation/wer.py against transcripts.tsv.
@@ -101,8 +102,8 @@ def _stage_in_process(paths: list[Path], batch_clips: int, cpus: int) -> tuple[f
 
     stage = Transcribe(TranscribeParams(batch_clips=batch_clips, cpu_threads=cpus))
     stage.check(None)
-    t0 = time.perf_counter()
     stage.setup()
+    t0 = time.perf_counter()
     texts: list[str] = []
     counters: dict[str, int] = {}
     for start in range(0, len(paths), 8):  # the stage's default batch_size
@@ -148,6 +149,7 @@ def main() -> None:
     ap.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--rounds", type=int, default=2, help="direct / curate run pairs")
     ap.add_argument("--skip-batched", action="store_true")
+    ap.add_argument("--only-batching", action="store_true", help="only batch_clips N vs 1, in this process, alternating --rounds times")
     args = ap.parse_args()
     if not (LJ / "transcripts.tsv").is_file():
         raise SystemExit(f"needs {LJ} (LJ Speech clips beside the repository)")
@@ -172,6 +174,14 @@ def main() -> None:
         def _row(label: str, secs: float, score: float | None) -> None:
             print(f"{label:<100} {secs:8.1f} {secs / audio_s:7.3f} {'' if score is None else f'{score:.4f}':>7}", flush=True)
 
+        if args.only_batching:
+            for r in range(args.rounds):
+                for bc in (1, args.batch_clips):
+                    c0 = time.process_time()
+                    secs, texts, counters = _stage_in_process(paths, bc, args.cpus)
+                    cpu = time.process_time() - c0
+                    _row(f"round {r + 1}: Transcribe.process, batch_clips {bc}, {args.cpus} threads ({cpu:.1f} CPU s; {counters.get('redecoded', 0)} redecoded)", secs, wer(ref_list, texts))
+            return
         # the machine is shared: direct and curate run alternate, --rounds times, and the medians
         # are compared. (A stateful stage reserving every CPU of the cluster, run: {cpus: N},
         # leaves none for the read tasks and the run stalls: one actor of 1 CPU running N
