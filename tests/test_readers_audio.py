@@ -4,6 +4,7 @@ transcribe -> Delta output through `curate run` (real Ray, the bundled Whisper t
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import wave
 from pathlib import Path
@@ -104,6 +105,10 @@ run: {{log_dir: {tmp_path}/logs}}
     assert df["audio_sha256"].to_list() == [hashlib.sha256((clips / f"{c}.wav").read_bytes()).hexdigest() for c in CLIPS]
     assert (df["audio_duration_s"] - df["duration_s"]).abs().max() < 0.01
     assert df["transcribe_model"].str.starts_with("whisper-tiny.en").all()
+    import deltalake
+
+    meta = json.loads(deltalake.DeltaTable(str(out)).history(1)[0]["curate.run"])["stage_metadata"]["transcribe"]
+    assert meta["model"] == "whisper-tiny.en" and meta["compute_type"] == "int8" and len(meta["model_sha256"]) == 64
     dropped = pl.read_delta(str(out) + ".dropped")
     assert dropped["id"].to_list() == ["notes.wav"] and dropped["rule"].to_list() == ["not_audio"] and dropped["stage"].to_list() == ["read"]
 
