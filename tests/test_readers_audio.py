@@ -117,3 +117,26 @@ run: {{log_dir: {tmp_path}/logs}}
     assert r.returncode == 3, r.stderr + r.stdout
     assert "notes.wav: not an audio file" in r.stderr
     assert not (tmp_path / "out2" / "_delta_log").exists() or not list((tmp_path / "out2" / "_delta_log").glob("*.json"))
+
+
+def test_audio_files_on_an_fsspec_url(clips: Path) -> None:
+    """memory:// stands for an object store: listed, hashed and probed through fsspec, and the
+    stage decodes the URI through fsspec too."""
+    import fsspec
+
+    from curate.annotation.transcribe import load_audio
+
+    fs = fsspec.filesystem("memory")
+    data = (clips / "LJ001-0002.wav").read_bytes()
+    fs.pipe("/audio-test/a/LJ001-0002.wav", data)
+    fs.pipe("/audio-test/a/junk.ogg", b"OggS but not really")
+    rows = _read(InputConfig(format="audio", paths=["memory://audio-test/a/*"], on_error="skip"))
+    by_id = {r["id"]: r for r in rows}
+    uri = by_id["LJ001-0002.wav"]["audio_uri"]
+    assert uri.startswith("memory://") and uri.endswith("/audio-test/a/LJ001-0002.wav")  # as the planner lists it
+    assert by_id["LJ001-0002.wav"]["audio_sha256"] == hashlib.sha256(data).hexdigest()
+    assert by_id["LJ001-0002.wav"]["duration_s"] == pytest.approx(1.8995, abs=1e-3)
+    assert by_id["junk.ogg"]["_drop_rule"] == "not_audio" and by_id["junk.ogg"]["audio_format"] == "ogg"
+    samples = load_audio(uri)
+    assert len(samples) == pytest.approx(1.8995 * 16_000, abs=20)
+    fs.rm("/audio-test", recursive=True)
