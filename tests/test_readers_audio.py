@@ -81,6 +81,7 @@ def test_a_file_that_is_not_audio_fails_naming_it_or_is_skipped(clips: Path) -> 
     assert sorted(r["id"] for r in rows if r["_drop_rule"] is None) == [f"{c}.wav" for c in CLIPS]
 
 
+@pytest.mark.slow
 def test_curate_run_audio_to_transcripts(clips: Path, tmp_path: Path) -> None:
     """audio input -> transcribe -> Delta output read back with polars; the non-audio file is a
     recorded drop under on_error: skip, and fails the run naming it (exit 3) under fail."""

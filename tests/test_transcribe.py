@@ -108,6 +108,7 @@ def test_wer_normalises_and_counts_edits() -> None:
 # -- the stage on real speech -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_wer_on_32_lj_speech_clips(stage) -> None:
     refs = _references()
     ids = sorted(refs)
@@ -132,6 +133,7 @@ def test_wer_on_32_lj_speech_clips(stage) -> None:
     assert out.counters["audio_ms"] == pytest.approx(sum(t.column("audio_duration_s").to_pylist()) * 1000, abs=40)
 
 
+@pytest.mark.slow
 def test_batched_clips_give_the_one_by_one_transcripts(stage) -> None:
     """batch_clips: 4 over eight clips (LJ001-0007's last words are cut by the batched pipeline
     and decoded again alone) gives the same transcripts as one clip at a time."""
