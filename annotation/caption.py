@@ -32,8 +32,8 @@ from pydantic import Field, field_validator
 
 from curate.pipelines.errors import ConfigError
 from curate.pipelines.stage import Drops, Params, Resources, Stage, StageOutput
-from curate.synth.cache import CACHE_FOLDER, RequestCache, request_key
-from curate.synth.engines import Completion, Engine, Request, RequestFailed, make_engine
+from curate.synth.engines import Completion, Request, RequestFailed, make_engine
+from curate.synth.generation import COUNTERS, CachedEngine, open_cache
 from curate.synth.textbooks import EngineParams, SamplingParams
 
 TEMPLATE = Path(__file__).parent / "templates" / "caption.jinja"
@@ -190,88 +190,41 @@ class Caption(Stage[CaptionParams]):
 
     @property
     def model_label(self) -> str:
-        eng = make_engine(self.params.engine)
+        gen = getattr(self, "generator", None)  # set by setup() on a worker; metadata() runs on the driver
+        eng = gen.engine if gen is not None else make_engine(self.params.engine)
         return f"{eng.name}:{eng.model}"
-
-    def _cache(self) -> RequestCache | None:
-        p = self.params
-        if not p.cache:
-            return None
-        if p.cache_uri:
-            from curate.pipelines import fs
-
-            uri = p.cache_uri
-            if not fs.is_url(uri) and not Path(uri).is_absolute() and self._base_dir is not None:
-                uri = str(self._base_dir / uri)
-            return RequestCache(uri, self._storage_options)
-        if self._output_uri:
-            from curate.pipelines import fs
-
-            return RequestCache(fs.join(self._output_uri, CACHE_FOLDER), self._storage_options)
-        return None
 
     def setup(self) -> None:
         if self._template is None:
             self._load_template(self._base_dir or Path.cwd())
-        self.engine: Engine = make_engine(self.params.engine)
-        self.cache = self._cache()
-        self._engine_ready = False
-
-    def _ready_engine(self) -> Engine:
-        # the model loads on the first cache miss: a rerun served from the cache never loads it
-        if not self._engine_ready:
-            self.engine.setup(threads=max(1, int(self.settings.resources.cpus)))
-            self._engine_ready = True
-        return self.engine
+        p = self.params
+        cache = open_cache(p.cache, p.cache_uri, self._base_dir, self._output_uri, self._storage_options)
+        self.generator = CachedEngine(p.engine, cache, threads=int(self.settings.resources.cpus))
 
     def process(self, batch: pa.Table) -> StageOutput:
-        if not hasattr(self, "engine"):
+        if not hasattr(self, "generator"):
             self.setup()
-        eng = self.engine
         rows = batch.to_pylist()
         n = len(rows)
-        counters = {"requests": 0, "cache_hits": 0, "engine_calls": 0, "failed_requests": 0, "prompt_tokens": 0,
-                    "completion_tokens": 0, "truncated": 0, "empty_transcripts": 0, "flagged_transcripts": 0, "empty_captions": 0, "unfaithful_captions": 0}
+        counters = dict.fromkeys(COUNTERS, 0) | {"empty_transcripts": 0, "flagged_transcripts": 0, "empty_captions": 0, "unfaithful_captions": 0}
         mask = np.zeros(n, dtype=bool)
         rules: list[str | None] = [None] * n
         reasons: list[str | None] = [None] * n
-        results: dict[int, Completion | RequestFailed] = {}
-        misses: list[tuple[int, Request, str]] = []
+        asked: list[int] = []
         for i, row in enumerate(rows):
             skip = self.skip_reason(row)
             if skip is not None:
                 mask[i], (rules[i], reasons[i]) = True, skip
                 counters["empty_transcripts" if skip[0] == "empty_transcript" else "flagged_transcripts"] += 1
                 continue
-            req = self.request(row[self.params.transcript_column])
-            key = request_key(eng.name, eng.model, req, 0)
-            counters["requests"] += 1
-            hit = self.cache.get(key) if self.cache is not None else None
-            if hit is not None:
-                results[i] = hit
-                counters["cache_hits"] += 1
-            else:
-                misses.append((i, req, key))
-        if misses:
-            engine = self._ready_engine()
-
-            def done(m: int, result: Completion | RequestFailed) -> None:
-                i, _req, key = misses[m]
-                results[i] = result
-                if isinstance(result, Completion) and self.cache is not None:
-                    self.cache.put(key, result)  # the moment it exists: a killed run keeps it
-
-            counters["engine_calls"] += len(misses)
-            engine.generate([m[1] for m in misses], done)  # EngineError (credentials, no model) fails the run
+            asked.append(i)
+        answers = self.generator.complete([(self.request(rows[i][self.params.transcript_column]), 0) for i in asked], counters)
+        results: dict[int, Completion | RequestFailed] = dict(zip(asked, answers))
         captions: list[str | None] = [None] * n
         for i, result in results.items():
             if isinstance(result, RequestFailed):
-                counters["failed_requests"] += 1
                 mask[i], rules[i], reasons[i] = True, result.rule, result.reason
                 continue
-            counters["prompt_tokens"] += result.prompt_tokens
-            counters["completion_tokens"] += result.completion_tokens
-            counters["truncated"] += result.finish_reason == "length"
             text = result.text.strip()
             if not text:
                 counters["empty_captions"] += 1
@@ -287,7 +240,8 @@ class Caption(Stage[CaptionParams]):
                     f"only {share:.0%} of the caption's words occur in the transcript (min_support {self.params.min_support:g}): {text[:200]!r}")
                 continue
             captions[i] = text
-        model = [None if mask[i] else self.model_label for i in range(n)]
+        label = self.model_label
+        model = [None if mask[i] else label for i in range(n)]
         table = batch
         for name, values in (("caption", captions), ("caption_model", model)):
             if name in table.schema.names:  # a caption from an earlier stage or the input is replaced

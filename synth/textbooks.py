@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from collections.abc import Iterable
 from pathlib import Path
@@ -38,8 +37,9 @@ from pydantic import Field, field_validator, model_validator
 from curate.pipelines.errors import ConfigError
 from curate.pipelines.stage import Drops, Expand, ExpandOutput, Params, Resources
 
-from .cache import CACHE_FOLDER, RequestCache, request_key
-from .engines import Completion, Engine, EngineError, Request, RequestFailed, make_engine
+from .cache import RequestCache
+from .engines import Completion, Request, RequestFailed, make_engine
+from .generation import COUNTERS, CachedEngine, open_cache
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -278,42 +278,21 @@ class GenerateTextbooks(Expand[TextbookParams]):
         return make_engine(self.params.engine).model
 
     def _cache(self) -> RequestCache | None:
-        if not self.params.cache:
-            return None
-        if self.params.cache_uri:
-            uri = self.params.cache_uri
-            if "://" not in uri and self._base_dir is not None and not os.path.isabs(uri):
-                uri = str(self._base_dir / uri)
-            return RequestCache(uri, self._storage_options)
-        if self._output_uri:
-            from curate.pipelines import fs
-
-            return RequestCache(fs.join(self._output_uri, CACHE_FOLDER), self._storage_options)
-        return None
+        p = self.params
+        return open_cache(p.cache, p.cache_uri, self._base_dir, self._output_uri, self._storage_options)
 
     def setup(self) -> None:
         self._ensure_prepared()
-        self.engine: Engine = make_engine(self.params.engine)
-        self.cache = self._cache()
-        self._engine_ready = False
-
-    def _ready_engine(self) -> Engine:
-        # the model loads on the first cache miss: a run served from the cache never loads it
-        if not self._engine_ready:
-            self.engine.setup(threads=max(1, int(self.settings.resources.cpus)))
-            self._engine_ready = True
-        return self.engine
+        self.generator = CachedEngine(self.params.engine, self._cache(), threads=int(self.settings.resources.cpus))
 
     def expand_batch(self, batch: pa.Table) -> ExpandOutput:
-        if not hasattr(self, "engine"):
+        if not hasattr(self, "generator"):
             self.setup()
-        eng = self.engine
+        gen = self.generator
         rows = batch.to_pylist()
         sampling = json.dumps(self.params.sampling.model_dump(mode="json"), sort_keys=True)
-        counters = {"requests": 0, "cache_hits": 0, "engine_calls": 0, "failed_requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "truncated": 0}
-        plan: list[list[tuple[dict[str, Any], int, Request, str]]] = []
-        results: dict[tuple[int, int], Completion | RequestFailed] = {}
-        misses: list[tuple[int, int, Request, str]] = []
+        counters = dict.fromkeys(COUNTERS, 0)
+        plan: list[list[tuple[dict[str, Any], int, Request]]] = []
         mask = np.zeros(len(rows), dtype=bool)
         rules: list[str | None] = [None] * len(rows)
         reasons: list[str | None] = [None] * len(rows)
@@ -322,55 +301,33 @@ class GenerateTextbooks(Expand[TextbookParams]):
                 plan.append([])
                 mask[i], rules[i], reasons[i] = True, "not_sampled", f"outside sample_fraction {self.params.sample_fraction} (seed {self.params.seed})"
                 continue
-            items = []
-            for j, (cell, k, req) in enumerate(self.requests(row)):
-                key = request_key(eng.name, eng.model, req, k)
-                items.append((cell, k, req, key))
-                counters["requests"] += 1
-                hit = self.cache.get(key) if self.cache else None
-                if hit is not None:
-                    results[(i, j)] = hit
-                    counters["cache_hits"] += 1
-                else:
-                    misses.append((i, j, req, key))
-            plan.append(items)
-        if misses:
-            engine = self._ready_engine()
-
-            def done(m: int, result: Completion | RequestFailed) -> None:
-                i, j, _req, key = misses[m]
-                results[(i, j)] = result
-                if isinstance(result, Completion) and self.cache is not None:
-                    self.cache.put(key, result)
-
-            counters["engine_calls"] += len(misses)
-            try:
-                engine.generate([m[2] for m in misses], done)
-            except EngineError:
-                raise
+            plan.append(self.requests(row))
+        flat = gen.complete([(req, k) for items in plan for (_cell, k, req) in items], counters)
+        results: dict[tuple[int, int], Completion | RequestFailed] = {}
+        at = 0
+        for i, items in enumerate(plan):
+            for j in range(len(items)):
+                results[(i, j)] = flat[at]
+                at += 1
         children: list[dict[str, Any]] = []
         parent_index: list[int] = []
         for i, items in enumerate(plan):
             if not items:
                 continue
-            failed = [results[(i, j)] for j in range(len(items)) if isinstance(results.get((i, j)), RequestFailed)]
+            failed = [results[(i, j)] for j in range(len(items)) if isinstance(results[(i, j)], RequestFailed)]
             if failed:
-                counters["failed_requests"] += len(failed)
                 f = failed[0]
                 assert isinstance(f, RequestFailed)
                 mask[i], rules[i], reasons[i] = True, f.rule, f.reason
                 continue
-            for j, (cell, k, req, _key) in enumerate(items):
+            for j, (cell, k, req) in enumerate(items):
                 c = results[(i, j)]
                 assert isinstance(c, Completion)
-                counters["prompt_tokens"] += c.prompt_tokens
-                counters["completion_tokens"] += c.completion_tokens
-                counters["truncated"] += c.finish_reason == "length"
                 child = {
                     "text": c.text, "seed_id": cell["seed_id"], "seed_hash": _hash(cell["seed_text"]),
                     "format": cell["format"], "audience": cell["audience"], "language": cell["language"],
                     "template": cell["format"], "template_hash": _hash(self._templates[cell["format"]]) if self._templates else None,
-                    "engine": eng.name, "model": eng.model, "sampling": sampling, "sample": k,
+                    "engine": gen.name, "model": gen.model, "sampling": sampling, "sample": k,
                     "request_seed": req.seed, "prompt": req.prompt, "prompt_tokens": c.prompt_tokens,
                     "completion_tokens": c.completion_tokens, "finish_reason": c.finish_reason,
                 }
@@ -409,11 +366,10 @@ class GenerateTextbooks(Expand[TextbookParams]):
         rows = list(self.source_rows() or [])
         pairs = [(k, r) for row in rows for (_c, k, r) in self.requests(row)]
         reqs = [r for _k, r in pairs]
-        cache = self._cache()
-        eng = make_engine(p.engine)
+        gen = CachedEngine(p.engine, self._cache(), threads=1)  # the model is not loaded
         cached = 0
-        if cache is not None:
-            cached = len([1 for k, r in pairs if cache.get(request_key(eng.name, eng.model, r, k)) is not None])
+        if gen.cache is not None:
+            cached = len([1 for k, r in pairs if gen.cache.get(gen.key(r, k)) is not None])
         completion = (len(reqs) - cached) * p.sampling.max_tokens
         out.update({
             "seeds": len(self._topics or []),

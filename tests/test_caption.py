@@ -121,7 +121,7 @@ def test_bundled_gemma_captions_real_transcripts_and_a_rerun_comes_from_the_cach
     out2, counters2 = _apply(again, table)
     assert (counters2["engine_calls"], counters2["cache_hits"]) == (0, 2)
     assert out2.column("caption").to_pylist() == out.column("caption").to_pylist()
-    assert not getattr(again, "_engine_ready", False)  # the model was never loaded
+    assert not again.generator.loaded  # the model was never loaded
 
     # a short transcript that is no image description: the 270M model tends to answer with the
     # prompt's example; such a caption must not pass as this clip's
