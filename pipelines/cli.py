@@ -33,7 +33,7 @@ out_console = Console()
 
 
 def _clean(text: str) -> str:
-    from .runner import clean_text
+    from .failures import clean_text
 
     return clean_text(text)
 
@@ -163,7 +163,8 @@ def run(pipeline_file: str, progress: bool | None, run_key: str | None, resume: 
     except Exception as exc:
         if os.environ.get("CURATE_DEBUG"):
             raise
-        from .runner import current_log_file, describe_failure
+        from .failures import describe_failure
+        from .runner import current_log_file
 
         what, where = describe_failure(exc)
         err_console.print(f"[bold red]error:[/] the run failed: {escape(what)}", highlight=False, soft_wrap=True)
