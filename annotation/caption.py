@@ -28,13 +28,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from curate.pipelines.errors import ConfigError
-from curate.pipelines.stage import Drops, Params, Resources, Stage, StageOutput
+from curate.pipelines.stage import Drops, Resources, Stage, StageOutput
 from curate.synth.engines import Completion, Request, RequestFailed, make_engine
-from curate.synth.generation import COUNTERS, CachedEngine, open_cache
-from curate.synth.textbooks import EngineParams, SamplingParams
+from curate.synth.generation import COUNTERS, CachedEngine, GenerationParams, SamplingParams, open_cache
 
 TEMPLATE = Path(__file__).parent / "templates" / "caption.jinja"
 
@@ -53,7 +52,7 @@ class CaptionSampling(SamplingParams):
     stop: list[str] = Field(default_factory=lambda: ["\n"])
 
 
-class CaptionParams(Params):
+class CaptionParams(GenerationParams):
     transcript_column: str = Field("transcript", description="the column holding the transcript")
     template: str | None = Field(None, description="a Jinja prompt template (relative to the pipeline file); variable: transcript")
     max_transcript_chars: int = Field(6000, ge=1, description="characters of the transcript put in the prompt")
@@ -64,14 +63,6 @@ class CaptionParams(Params):
     drop_truncated: bool = Field(True, description="drop captions cut off at sampling.max_tokens (rule truncated_caption)")
     seed: int = Field(0, description="request seeds are derived from it and the transcript")
     sampling: CaptionSampling = Field(default_factory=CaptionSampling)
-    engine: EngineParams = Field(default_factory=EngineParams)
-    cache: bool = Field(True, description="cache completions (in DATASET/_curate_synth_cache, or cache_uri)")
-    cache_uri: str | None = None
-
-    @field_validator("engine", mode="before")
-    @classmethod
-    def _engine_name(cls, v: Any) -> Any:
-        return {"name": v} if isinstance(v, str) else v
 
 
 _WORD = re.compile(r"\w+")

@@ -8,15 +8,67 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from curate.pipelines import fs
+from curate.pipelines.stage import Params
 
 from .cache import CACHE_FOLDER, RequestCache, request_key
 from .engines import Completion, Engine, Request, RequestFailed, make_engine
 
 #: the counters every generating stage reports (stage stats and commit metadata)
 COUNTERS = ("requests", "cache_hits", "engine_calls", "failed_requests", "prompt_tokens", "completion_tokens", "truncated")
+
+
+class EngineParams(Params):
+    """Which engine generates, and how. ``engine: llama_cpp`` is short for ``engine: {name: llama_cpp}``."""
+
+    name: Literal["llama_cpp", "openai", "vllm"] = "llama_cpp"
+    model: str | None = Field(None, description="model name (openai, vllm: required; llama_cpp: recorded name, default the file's)")
+    model_path: str | None = Field(None, description="llama_cpp: a GGUF file (default: the bundled Gemma 3 270M)")
+    n_ctx: int = Field(2048, ge=128, description="context length (llama_cpp, vllm)")
+    threads: int | None = Field(None, ge=1, description="llama_cpp threads (default: the stage's cpus)")
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="openai: the server's base URL (with /v1)")
+    api_key_env: str | None = Field(None, description="openai: environment variable holding the API key")
+    chat: bool = Field(False, description="openai: /chat/completions instead of /completions")
+    concurrency: int = Field(8, ge=1, description="openai: requests in flight per actor")
+    timeout: float = Field(60.0, gt=0, description="openai: seconds per request")
+    max_retries: int = Field(3, ge=0, description="openai: retries on 429, 5xx, timeouts, connection errors")
+    backoff: float = Field(0.5, ge=0, description="openai: first retry delay (doubles each retry)")
+    backoff_max: float = Field(20.0, ge=0)
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs per model")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vllm")
+    tokens_per_second: float | None = Field(None, gt=0, description="--dry-run's speed estimate per actor")
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> "EngineParams":
+        if self.name in ("openai", "vllm") and not self.model:
+            raise ValueError(f"engine {self.name} needs a model name (engine.model)")
+        return self
+
+
+class SamplingParams(Params):
+    temperature: float = Field(0.6, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: int = Field(512, ge=1)
+    stop: list[str] = Field(default_factory=list)
+    frequency_penalty: float = Field(0.0, ge=-2, le=2, description="penalise tokens by how often they already occur (small models loop)")
+    presence_penalty: float = Field(0.0, ge=-2, le=2, description="penalise tokens that already occur")
+
+
+class GenerationParams(Params):
+    """What the params of every generating stage share: the engine and the request cache."""
+
+    engine: EngineParams = Field(default_factory=EngineParams)
+    cache: bool = Field(True, description="cache completions (in DATASET/_curate_synth_cache, or cache_uri)")
+    cache_uri: str | None = None
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _engine_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
 
 
 def open_cache(enabled: bool, cache_uri: str | None, base_dir: Path | None, output_uri: str | None,

@@ -13,7 +13,7 @@ from helpers import run_cli, write_pipeline
 pytest.importorskip("llama_cpp", reason="needs llama-cpp-python (the synth extra)")
 
 from curate.synth.engines import Completion, LlamaCppEngine, Request  # noqa: E402
-from curate.synth.textbooks import EngineParams  # noqa: E402
+from curate.synth.generation import EngineParams  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -32,7 +32,7 @@ pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[serve
 
 from curate.synth.cache import CACHE_FOLDER  # noqa: E402
 from curate.synth.engines import Completion, EngineError, OpenAIEngine, Request, RequestFailed, bundled_model_path  # noqa: E402
-from curate.synth.textbooks import EngineParams  # noqa: E402
+from curate.synth.generation import EngineParams  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
