@@ -99,6 +99,8 @@ class Caption(Stage[CaptionParams]):
     resources = Resources(cpus=1)
     reads: ClassVar[tuple[str, ...]] = ("transcript", "transcript_flags")  # by default (input_columns: from the params)
     writes: ClassVar[tuple[str, ...]] = ("caption", "caption_model")
+    #: a caption from an earlier stage or the input is replaced (captioning again)
+    rewrites: ClassVar[tuple[str, ...]] = ("caption", "caption_model")
 
     def __init__(self, params: CaptionParams) -> None:
         super().__init__(params)
@@ -202,6 +204,7 @@ class Caption(Stage[CaptionParams]):
         rules: list[str | None] = [None] * n
         reasons: list[str | None] = [None] * n
         asked: list[int] = []
+        transient = np.zeros(n, dtype=bool)
         for i, row in enumerate(rows):
             skip = self.skip_reason(row)
             if skip is not None:
@@ -213,8 +216,8 @@ class Caption(Stage[CaptionParams]):
         results: dict[int, Completion | RequestFailed] = dict(zip(asked, answers))
         captions: list[str | None] = [None] * n
         for i, result in results.items():
-            if isinstance(result, RequestFailed):
-                mask[i], rules[i], reasons[i] = True, result.rule, result.reason
+            if isinstance(result, RequestFailed):  # a transient failure keeps the row (and its transcript) for the next run
+                mask[i], rules[i], reasons[i], transient[i] = True, result.rule, result.reason, result.transient
                 continue
             text = result.text.strip()
             if not text:
@@ -238,7 +241,7 @@ class Caption(Stage[CaptionParams]):
             if name in table.schema.names:  # a caption from an earlier stage or the input is replaced
                 table = table.drop_columns([name])
             table = table.append_column(name, pa.array(values, pa.string()))
-        drops = Drops(mask=mask, rule=rules, reason=reasons) if mask.any() else None
+        drops = Drops(mask=mask, rule=rules, reason=reasons, transient=transient) if mask.any() else None
         return StageOutput(table, drops, counters)
 
     # -- reporting -----------------------------------------------------------------------------

@@ -158,6 +158,14 @@ def load_audio(value: Any, storage_options: dict[str, str] | None = None) -> np.
     return audio
 
 
+def _unreachable(value: Any, exc: BaseException) -> bool:
+    """A clip on an object store (a URL) that could not be fetched for a reason another try may
+    not meet (connection refused, timeout, 5xx): not the clip's fault. A missing file is."""
+    if not (isinstance(value, str) and "://" in value and not value.startswith("file://")):
+        return False
+    return isinstance(exc, (ConnectionError, TimeoutError)) or (isinstance(exc, OSError) and not isinstance(exc, (FileNotFoundError, PermissionError)))
+
+
 class Transcribe(Stage[TranscribeParams]):
     """Whisper speech-to-text (faster-whisper, bundled tiny.en int8 by default): transcript, segments with word timestamps, language, speech rate, hallucination flags."""
 
@@ -168,6 +176,8 @@ class Transcribe(Stage[TranscribeParams]):
     resources = Resources(cpus=1)
     reads: ClassVar[tuple[str, ...]] = ("audio_uri",)
     writes: ClassVar[tuple[str, ...]] = tuple(OUTPUT_FIELDS.names)
+    #: transcribing a dataset that has transcripts again replaces them
+    rewrites: ClassVar[tuple[str, ...]] = tuple(OUTPUT_FIELDS.names)
 
     def __init__(self, params: TranscribeParams) -> None:
         super().__init__(params)
@@ -229,10 +239,14 @@ class Transcribe(Stage[TranscribeParams]):
         audios: list[np.ndarray | None] = [None] * n
         drop_rule: list[str | None] = [None] * n
         drop_reason: list[str | None] = [None] * n
+        transient = np.zeros(n, dtype=bool)
         for i, value in enumerate(values):
             try:
                 audios[i] = load_audio(value)
             except Exception as exc:
+                if _unreachable(value, exc):  # the store, not the clip, failed: kept aside and retried by the next run
+                    drop_rule[i], drop_reason[i], transient[i] = "audio_unavailable", f"cannot fetch {value!r}: {type(exc).__name__}: {_one_line(exc)}", True
+                    continue
                 shown = f"{len(value)} bytes" if isinstance(value, (bytes, bytearray)) else repr(value)
                 message = f"cannot decode the audio of {p.audio_column} {shown}: {type(exc).__name__}: {_one_line(exc)}"
                 if p.on_error == "fail":
@@ -269,7 +283,7 @@ class Transcribe(Stage[TranscribeParams]):
             else:
                 out = out.append_column(name, col)
         mask = np.array([r is not None for r in drop_rule], dtype=bool)
-        drops = Drops(mask=mask, rule=drop_rule, reason=drop_reason) if mask.any() else None
+        drops = Drops(mask=mask, rule=drop_rule, reason=drop_reason, transient=transient) if mask.any() else None
         return StageOutput(out, drops, counters)
 
     # -- decoding ----------------------------------------------------------------------------

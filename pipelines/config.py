@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import hashlib
 import json
 import os
@@ -133,6 +134,11 @@ class StageRunConfig(_Model):
     memory: ByteSize | None = Field(None, description="memory reserved per task or actor, e.g. 4GB")
     concurrency: int | None = Field(None, gt=0, description="actors in the pool (stateful stages) or most tasks at once")
     max_retries: int | None = Field(None, ge=0, description="retries of a task or actor lost to a worker failure")
+    max_failed_fraction: float | None = Field(
+        None, ge=0, le=1,
+        description="the largest share of the rows reaching the stage that may fail for a transient reason (engine down, timeout) "
+        "before the run fails and publishes nothing (default 0, generators 0.05); such rows are retried by the next run",
+    )
 
 
 class StageSpec(_Model):
@@ -225,7 +231,8 @@ def _errors_to_message(exc: ValidationError, located: Located, prefix: Key, mode
         if err["type"] == "extra_forbidden":
             owner = _model_at(model, tuple(err["loc"])[:-1]) if model is not None else None
             allowed = sorted(owner.model_fields) if owner is not None else None
-            msg = "unknown key" + (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
+            close = difflib.get_close_matches(str(key[-1]), allowed or [], n=1, cutoff=0.7)
+            msg = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "") + (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
             lines.append(f"{where}: {format_key(key)}: {msg}")
             continue
         if err["type"] == "missing":
@@ -246,39 +253,26 @@ def parse_pipeline(located: Located) -> Pipeline:
         raw_stages = []
     if not isinstance(raw_stages, list):
         raise ConfigError(f"{located.where(('stages',))}: stages must be a list, e.g. `- normalize: {{}}`")
-    specs: list[dict[str, Any]] = []
-    for i, item in enumerate(raw_stages):
-        key: Key = ("stages", i)
-        if isinstance(item, str):
-            item = {item: {}}
-        run_settings: Any = {}
-        if isinstance(item, dict) and "run" in item and len(item) == 2:
-            item = dict(item)
-            run_settings = item.pop("run") or {}
-        if not isinstance(item, dict) or len(item) != 1:
-            raise ConfigError(
-                f"{located.where(key)}: {format_key(key)}: each stage is a mapping of one stage type to its params, "
-                "optionally with `run:` settings beside it",
-                hint="write e.g. `- length_filter: {min_chars: 50}` (and `run: {batch_size: 1024}` on the next line)",
-            )
-        (type_name, params), = item.items()
-        if params is None:
-            params = {}
-        if not isinstance(params, dict):
-            raise ConfigError(f"{located.where(key + (type_name,))}: {format_key(key + (type_name,))}: stage params must be a mapping (got {params!r})")
-        if not isinstance(run_settings, dict):
-            raise ConfigError(f"{located.where(key + ('run',))}: {format_key(key + ('run',))}: run settings must be a mapping (got {run_settings!r})")
-        specs.append({"type": str(type_name), "params": params, "run": run_settings})
-    try:
-        config = PipelineConfig.model_validate({**data, "stages": specs})
+    problems: list[ConfigError] = []  # every problem of the file is reported at once, not only the first
+    specs = _stage_specs(raw_stages, located, problems)
+    config: PipelineConfig | None = None
+    try:  # the sections; the stages are validated one by one below (each error at its own index)
+        config = PipelineConfig.model_validate({**data, "stages": []})
     except ValidationError as exc:
-        raise ConfigError(_errors_to_message(exc, located, (), PipelineConfig)) from None
-
+        problems.append(ConfigError(_errors_to_message(exc, located, (), PipelineConfig)))
+    valid_specs: list[StageSpec] = []
     stages: list[Stage[Any]] = []
-    problems: list[ConfigError] = []  # every bad stage is reported, not only the first
     base_dir = Path(located.path).resolve().parent
     with plugin_path(base_dir):
-        for i, spec in enumerate(config.stages):
+        for i, raw in enumerate(specs):
+            if raw is None:
+                continue
+            try:
+                spec = StageSpec.model_validate(raw)
+            except ValidationError as exc:
+                problems.append(ConfigError(_errors_to_message(exc, located, ("stages", i), StageSpec)))
+                continue
+            valid_specs.append(spec)
             key = ("stages", i, spec.type)
             try:
                 cls = resolve_stage(spec.type)
@@ -295,7 +289,7 @@ def parse_pipeline(located: Located) -> Pipeline:
             r = spec.run
             stage = stage.with_(
                 batch_size=r.batch_size, cpus=r.cpus, gpus=r.gpus, memory=int(r.memory) if r.memory is not None else None,
-                concurrency=r.concurrency, max_retries=r.max_retries,
+                concurrency=r.concurrency, max_retries=r.max_retries, max_failed_fraction=r.max_failed_fraction,
             )
             try:
                 stage.check(base_dir)
@@ -304,16 +298,53 @@ def parse_pipeline(located: Located) -> Pipeline:
                 continue
             stages.append(stage)
     expectations: list[Any] = []
-    if config.expectations:  # (imports Great Expectations: only for a pipeline that has expectations)
+    if config is not None and config.expectations:  # (imports Great Expectations: only for a pipeline that has expectations)
         from .expectations.spec import parse_expectations
 
         try:
             expectations = parse_expectations(data.get("expectations"), located, base_dir)
         except ConfigError as exc:
             problems.append(exc)
-    if problems:
+    if problems or config is None:
         raise combine_errors(problems)
+    config = config.model_copy(update={"stages": valid_specs})
     return Pipeline(config=config, stages=stages, source=located.path, base_dir=base_dir, located=located, expectations=expectations)
+
+
+def _stage_specs(raw_stages: list[Any], located: Located, problems: list[ConfigError]) -> list[dict[str, Any] | None]:
+    """Each stage item as ``{type, params, run}``, or None (with its problem added) when its shape is wrong."""
+    specs: list[dict[str, Any] | None] = []
+    for i, item in enumerate(raw_stages):
+        key: Key = ("stages", i)
+        if isinstance(item, str):
+            item = {item: {}}
+        run_settings: Any = {}
+        if isinstance(item, dict) and "run" in item and len(item) == 2:
+            item = dict(item)
+            run_settings = item.pop("run") or {}
+        if not isinstance(item, dict) or len(item) != 1:
+            extra = [k for k in item if k != "run"][1:] if isinstance(item, dict) else []
+            close = next((k for k in extra if difflib.get_close_matches(str(k), ["run"], n=1, cutoff=0.6)), None)
+            problems.append(ConfigError(
+                f"{located.where(key)}: {format_key(key)}: each stage is a mapping of one stage type to its params, "
+                "optionally with `run:` settings beside it" + (f"; {close!r} beside it: did you mean 'run'?" if close else ""),
+                hint="write e.g. `- length_filter: {min_chars: 50}` (and `run: {batch_size: 1024}` on the next line)",
+            ))
+            specs.append(None)
+            continue
+        (type_name, params), = item.items()
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            problems.append(ConfigError(f"{located.where(key + (type_name,))}: {format_key(key + (type_name,))}: stage params must be a mapping (got {params!r})"))
+            specs.append(None)
+            continue
+        if not isinstance(run_settings, dict):
+            problems.append(ConfigError(f"{located.where(key + ('run',))}: {format_key(key + ('run',))}: run settings must be a mapping (got {run_settings!r})"))
+            specs.append(None)
+            continue
+        specs.append({"type": str(type_name), "params": params, "run": run_settings})
+    return specs
 
 
 def combine_errors(problems: list[ConfigError]) -> ConfigError:

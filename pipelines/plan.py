@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import Pipeline
+from .config import Pipeline, combine_errors
 from .errors import ConfigError
 from .stage import PARENT_ID, Expand, GlobalStage, Stage, stage_kind
 
@@ -23,24 +23,39 @@ def stage_labels(stages: list[Stage[Any]]) -> list[str]:
 
 
 def check_columns(pipeline: Pipeline, input_columns: list[str], input_name: str) -> list[str]:
-    """Walk the stages with the set of available columns; raise ConfigError naming the stage, the
-    missing column and what is available. Returns the columns of the output rows."""
+    """Walk the stages with the set of available columns; raise ConfigError naming the stage and
+    the column when a stage reads a column nothing before it produces, or writes a column the
+    input or an earlier stage produced without declaring that it rewrites it (its values would be
+    silently replaced). Every such problem is reported at once. Returns the output rows' columns."""
     available: dict[str, str] = {c: input_name for c in input_columns}
     labels = stage_labels(pipeline.stages)
+    problems: list[ConfigError] = []
     for i, (stage, label) in enumerate(zip(pipeline.stages, labels)):
+        where = pipeline.where(("stages", i, pipeline.config.stages[i].type)) if i < len(pipeline.config.stages) else label
         for col in stage.input_columns():
             if col not in available:
-                where = pipeline.where(("stages", i, pipeline.config.stages[i].type)) if i < len(pipeline.config.stages) else label
                 have = ", ".join(f"{c} ({src})" for c, src in available.items())
                 hint = (
                     "set the stage's field param to a column that exists, add a stage that produces it, "
                     "or carry it from the input (input.keep_fields)"
                 )
-                raise ConfigError(f"{where}: stage {label!r} reads column {col!r}, which nothing before it produces; available: {have}", hint=hint)
+                problems.append(ConfigError(f"{where}: stage {label!r} reads column {col!r}, which nothing before it produces; available: {have}", hint=hint))
+        rewrites = set(stage.rewritten_columns())
+        if i == 0 and pipeline.config.input is None:  # a generator's source rows are its own
+            rewrites |= {c for c, src in available.items() if src == input_name}
         for col in stage.output_columns():
-            available.setdefault(col, f"stage {label}")
+            if col in available and col not in rewrites:
+                problems.append(ConfigError(
+                    f"{where}: stage {label!r} writes column {col!r}, which {available[col]} already produced: its values would be replaced",
+                    hint=("leave the column out of the input (input.keep_fields)" if available[col] == input_name else
+                          f"drop one of the two stages, or reorder them so {label!r} is not writing over {available[col]}'s {col!r}"),
+                ))
+            else:
+                available.setdefault(col, f"stage {label}")
         if isinstance(stage, Expand):
             available.setdefault(PARENT_ID, f"stage {label}")
+    if problems:
+        raise combine_errors(problems)
     if pipeline.expectations:  # the publish gate's columns are output columns
         from .expectations.spec import check_columns as check_expectation_columns
 
@@ -58,6 +73,27 @@ def source_stage(pipeline: Pipeline) -> Expand[Any]:
             hint="add an `input:` section, or start with a generator stage (an Expand stage whose source_rows() gives the seed rows)",
         )
     return first
+
+
+def check_sources(pipeline: Pipeline) -> None:
+    """A stage that makes its own rows (a generator in generation mode: ``source_rows()``) starts
+    a pipeline without input: with an ``input:`` or after another stage, its rows would have no
+    meaning (each input row is not a grid cell). Refused, naming both."""
+    for i, stage in enumerate(pipeline.stages):
+        if not isinstance(stage, Expand) or stage.source_rows() is None:
+            continue
+        where = pipeline.where(("stages", i, pipeline.config.stages[i].type)) if i < len(pipeline.config.stages) else pipeline.source
+        label = stage_labels(pipeline.stages)[i]
+        if pipeline.config.input is not None:
+            raise ConfigError(
+                f"{where}: stage {label!r} makes its own rows (its seeds, e.g. `topics:`), but the pipeline also has an input "
+                f"({pipeline.where(('input',))}): a run has one source of rows",
+                hint="remove `input:` to generate from the seeds, or use the stage's transformation mode (mode: transformation, "
+                "no topics) to rewrite the input's rows",
+            )
+        if i > 0:
+            raise ConfigError(f"{where}: stage {label!r} makes its own rows (its seeds), so it must be the first stage",
+                              hint="move it to the top of stages:")
 
 
 def checkpoint_before_global(stages: list[Stage[Any]]) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 from . import fs, journal, store
 from .config import Pipeline
 from .errors import ConfigError
-from .plan import check_columns, source_stage, stage_labels
+from .plan import check_columns, check_sources, source_stage, stage_labels
 from .readers import input_columns, plan_inputs, source_task_rows, split_tasks, task_to_row
 
 
@@ -21,11 +21,16 @@ class Inputs:
     tasks: list[dict[str, Any]]
     columns: list[str]
     lineage: list[dict[str, Any]]
+    #: pending files (rows kept aside for a transient failure) of the output version ``since_version:
+    #: last`` starts after, fed back into this run; and that version
+    pending: list[str] = dataclasses.field(default_factory=list)
+    pending_version: int | None = None
 
 
 def plan_run_inputs(pipeline: Pipeline) -> Inputs:
     cfg = pipeline.config
     labels = stage_labels(pipeline.stages)
+    check_sources(pipeline)
     if cfg.input is None:
         first = source_stage(pipeline)
         rows = list(first.source_rows() or [])
@@ -45,7 +50,15 @@ def plan_run_inputs(pipeline: Pipeline) -> Inputs:
                 entry["since"] = {"last": True, "output_version": last[i][1]}
             deltas.append(entry)
         lineage = deltas + lineage
-    return Inputs(files, tasks, input_columns(cfg.input, files), lineage)
+    columns = input_columns(cfg.input, files)
+    seen = [v[1] for v in (last or {}).values() if v[1] is not None]
+    if not seen:
+        return Inputs(files, tasks, columns, lineage)
+    from . import pending
+
+    out_version = max(seen)
+    held = pending.files_of_version(fs.table_uri(cfg.output.dataset), out_version, cfg.output.storage_options)
+    return Inputs(files, tasks, columns, lineage, held, out_version if held else None)
 
 
 def since_last(pipeline: Pipeline) -> dict[int, tuple[int | None, int | None]] | None:

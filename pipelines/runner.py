@@ -24,7 +24,7 @@ from rich.markup import escape
 
 import curate
 
-from . import fs, journal, store, vacuum
+from . import fs, journal, pending, store, vacuum
 from .config import Pipeline
 from .errors import CurateError
 from .failures import _unwrap
@@ -133,6 +133,7 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
 
     inputs = plan_run_inputs(pipeline)
     labels = stage_labels(pipeline.stages)
+    fed_back = pending.task_rows(inputs.pending, labels)  # rows the previous version kept aside
     check_columns(pipeline, inputs.columns, "source rows" if cfg.input is None else "input")
     log.info("%d input files, %d read tasks, %d bytes", len(inputs.files), len(inputs.tasks), sum(f.size for f in inputs.files))
     for f in inputs.files:
@@ -147,7 +148,7 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
     # where and how it runs (ray:, run:) does not change what it writes: not part of the key
     # (nor do the expectations: a rerun after a failed gate reuses the shards it wrote)
     what = {k: v for k, v in pipeline.resolved().items() if k not in ("ray", "run", "expectations")}
-    key = journal.journal_key(json.dumps(what, sort_keys=True, default=str), [(t["path"], t["size"], t["mtime"], t["start"], t["rows"]) for t in inputs.tasks], main_uri, out.mode)
+    key = journal.journal_key(json.dumps(what, sort_keys=True, default=str), [(t["path"], t["size"], t["mtime"], t["start"], t["rows"]) for t in inputs.tasks + fed_back], main_uri, out.mode)
     jr: journal.Journal | None = None
     if resume and (checkpoint or not has_global):
         jr = journal.Journal.open(main_uri, key, run_id, so)
@@ -156,7 +157,10 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
             jr.discard_all()
             jr = journal.Journal.open(main_uri, key, run_id, so)
     reused = jr.reused if jr is not None else {}
-    tasks = [t for t in inputs.tasks if int(t["task"]) not in reused]
+    tasks = [t for t in inputs.tasks if int(t["task"]) not in reused] + fed_back
+    # rows an earlier attempt kept aside (failed for a transient reason) go in again, not its drops
+    again, again_counts = pending.reused_pending(reused) if not has_global else ([], [])
+    tasks += pending.task_rows([fs.join(main_uri, pending.PENDING_DIR, p) for p in again], labels, first=len(fed_back))
     if reused:
         msg = f"resuming: {len(reused)} of {len(inputs.tasks)} read tasks were finished by an earlier run ({', '.join(jr.reused_from) if jr else ''})"
         log.info(msg)
@@ -183,12 +187,15 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
     totals: dict[str, Any] = {}
     from .execution.writer import merge_counts
 
+    pending_files: list[dict[str, Any]] = []
     if not has_global:
         for rec in reused.values():
             for w in rec.writes:
                 main_files += [f for f in w["files"] if f["kind"] == "main"]
                 dropped_files += [f for f in w["files"] if f["kind"] == "dropped"]
                 merge_counts(totals, w["counts"])
+        for counts in again_counts:
+            merge_counts(totals, counts, sign=-1)
 
     stats_holder: dict[str, Any] = {}
 
@@ -225,6 +232,8 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
                             main_files.append(row)
                         elif row["kind"] == "dropped":
                             dropped_files.append(row)
+                        elif row["kind"] == "pending" and final:
+                            pending_files.append(row)
         except BaseException as exc:
             inner = _unwrap(exc)
             log.error("run failed: %r", inner, exc_info=not isinstance(inner, CurateError))
@@ -237,6 +246,15 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
             log.warning("final live stats unavailable (%r); worker seconds omitted", exc)
             live_stats = {}
         t_exec = time.time()
+        pending.drop_zero_counts(totals)
+        stage_stats = _stage_stats(labels, pipeline, totals, live_stats)
+        try:
+            pending.check_failures(stage_stats, {lb: st.settings.max_failed_fraction for lb, st in zip(labels, pipeline.stages)}, totals)
+        except pending.TransientFailureError as exc:
+            log.error("%s", exc)
+            if jr is not None and has_global:  # its checkpoint holds the failed rows as dropped: start afresh
+                jr.discard()
+            raise
         gate = None
         if pipeline.expectations:  # the publish gate, on the staged shards, in Ray tasks: raises if it fails
             from .execution.gate import ray_mapper
@@ -245,7 +263,6 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
             gate = gate_staged(pipeline.expectations, main_uri, main_files, mode=out.mode, storage_options=so, log_file=log_file,
                                run_id=run_id, console=console, mapper=ray_mapper)
 
-    stage_stats = _stage_stats(labels, pipeline, totals, live_stats)
     try:  # ids shared by several rows make duplicate_of ambiguous: counted, and warned about
         duplicate_ids: int | None = store.count_duplicate_ids(main_uri, main_files, so)
     except Exception as exc:
@@ -266,6 +283,8 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
         "rows": kept,
         "rows_in": total_in,
         "duplicate_ids": duplicate_ids,
+        "pending": pending.summary(pending_files, totals),
+        "retried": {"rows_from_version": inputs.pending_version, "files": len(fed_back), "files_from_journal": len(again)} if fed_back or again else None,
         "journal": {"key": key, "resumed_tasks": len(reused), "attempts": [*(jr.reused_from if jr else []), run_id]} if jr else None,
         "timings": {"ray_start_s": round(t_ray_up - t_ray, 3), "execute_s": round(t_exec - t_ray_up, 3)},
         "ray": {"address": cfg.ray.address or "local", "resources": resources},
@@ -339,6 +358,12 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
                "names; a record without it gets the hash of its text)")
         log.warning(msg)
         console.print(f"[yellow]warning:[/] {escape(msg)}", highlight=False)
+    if pending_files:
+        held = pending.summary(pending_files, totals) or {}
+        msg = (f"{held.get('rows', 0):,} rows failed for a transient reason and are kept aside, retried by the next run "
+               f"(since_version: last): " + "; ".join(f"{k} {v:,} ({held.get('reasons', {}).get(k, '')})" for k, v in held.get("by_stage", {}).items()))
+        log.warning(msg)
+        console.print(f"[yellow]warning:[/] {escape(msg)}", highlight=False)
     if kept == 0:
         log.warning("version %d of %s holds no rows", version, out.dataset)
         console.print(f"[yellow]warning:[/] no row was kept: version {version} of {out.dataset} is empty", highlight=False)
@@ -398,6 +423,8 @@ def _stage_stats(labels: list[str], pipeline: Pipeline, totals: dict[str, Any], 
             entry["made"] = int(born.get(label, 0))
             rows_out += entry["made"] - entry["expanded"]
         entry["out"] = rows_out
+        if (totals.get("retry") or {}).get(label):
+            entry["retry"] = int(totals["retry"][label])
         entry["counters"] = live.get(label, {}).get("counters", {})
         entry["seconds"] = round(live.get(label, {}).get("seconds", 0.0), 3)
         out.append(entry)

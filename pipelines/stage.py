@@ -65,8 +65,14 @@ DROP_RULE = "_drop_rule"
 DROP_REASON = "_drop_reason"
 DUPLICATE_OF = "_duplicate_of"
 DROP_COLUMNS = (DROP_STAGE, DROP_RULE, DROP_REASON, DUPLICATE_OF)
+#: True on a row dropped for a transient reason (an engine down, a timeout): it is not dropped for
+#: good but kept aside as pending and retried by the next run (see :class:`DropRow`)
+DROP_RETRY = "_drop_retry"
+#: on a pending row fed back into a run: the label of the stage it failed in; the stages before
+#: it pass the row through untouched (what they computed is kept), that stage clears the mark
+RESUME_AT = "_curate_from"
 #: what the engine keeps aside while a stage runs (the stage sees POS)
-ENGINE_COLUMNS = (TASK, WEIGHT, BORN, *DROP_COLUMNS)
+ENGINE_COLUMNS = (TASK, WEIGHT, BORN, *DROP_COLUMNS, DROP_RETRY, RESUME_AT)
 INTERNAL_COLUMNS = (POS, *ENGINE_COLUMNS)
 #: the column children of an Expand stage name their parent in
 PARENT_ID = "parent_id"
@@ -96,13 +102,16 @@ class RunSettings:
     ``concurrency``: actors in the pool of a stateful stage (default: as many as the cluster's
     CPUs, or GPUs for a GPU stage, allow), or the most tasks at once of a stateless one (default:
     no limit). ``max_retries``: retries of a task or actor lost to a system failure (a worker
-    crash); an exception raised by the stage itself fails the run.
+    crash); an exception raised by the stage itself fails the run. ``max_failed_fraction``: the
+    largest share of the rows reaching the stage that may be dropped for a transient reason
+    (:class:`DropRow` ``transient``) before the run fails and publishes nothing.
     """
 
     batch_size: int
     resources: Resources
     concurrency: int | None = None
     max_retries: int = 3
+    max_failed_fraction: float = 0.0
 
 
 @dataclasses.dataclass
@@ -111,12 +120,17 @@ class Drops:
 
     ``rule`` and ``reason`` are one string for all dropped rows or one entry per row
     (entries of kept rows are ignored). ``duplicate_of`` names the id a row duplicates.
+    ``transient``: the drop is not the row's fault (an engine down, a timeout, a connection
+    refused), for all dropped rows or one entry per row: such rows are not dropped for good but
+    kept aside and retried by the next run, and a run whose share of them at a stage exceeds the
+    stage's ``max_failed_fraction`` fails and publishes nothing.
     """
 
     mask: np.ndarray
     rule: str | Sequence[str | None]
     reason: str | Sequence[str | None] | None = None
     duplicate_of: Sequence[str | None] | None = None
+    transient: bool | Sequence[bool] = False
 
 
 @dataclasses.dataclass
@@ -130,13 +144,25 @@ class StageOutput:
 
 class DropRow(Exception):
     """Raised by ``keep``/``expand``/``aexpand`` for one row: the row is dropped with this rule and
-    reason (recorded in the dropped-rows table) instead of failing the run. E.g. a generation
-    request that failed after its retries."""
+    reason (recorded in the dropped-rows table) instead of failing the run.
 
-    def __init__(self, rule: str, reason: str | None = None) -> None:
+    ``transient=True`` when the row is not at fault and another try may succeed (a generation
+    request that failed after its retries because the engine is down, a timeout): the row is kept
+    aside as pending, with what earlier stages computed, and retried by the next run; see
+    :class:`Drops`."""
+
+    def __init__(self, rule: str, reason: str | None = None, *, transient: bool = False) -> None:
         super().__init__(rule, reason)
         self.rule = rule
         self.reason = reason
+        self.transient = transient
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_drop_row, (self.rule, self.reason, self.transient))
+
+
+def _drop_row(rule: str, reason: str | None, transient: bool) -> "DropRow":
+    return DropRow(rule, reason, transient=transient)
 
 
 P = TypeVar("P", bound=Params)
@@ -151,11 +177,17 @@ class Stage(Generic[P]):
     batch_size: ClassVar[int] = 4096
     concurrency: ClassVar[int | None] = None
     max_retries: ClassVar[int] = 3
+    #: the share of rows this stage may drop for a transient reason before the run fails: 0 for
+    #: stages working on what people handed in (a caption, a transcript), more for generators
+    max_failed_fraction: ClassVar[float] = 0.0
     stateful: ClassVar[bool] = False
     #: columns this stage reads (checked against what the input and earlier stages produce)
     reads: ClassVar[tuple[str, ...]] = ("text",)
     #: columns this stage adds
     writes: ClassVar[tuple[str, ...]] = ()
+    #: columns of ``writes`` this stage may find already there and replace by design (a caption
+    #: stage rerun over captions); any other column it writes must be new, or the plan is refused
+    rewrites: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: P) -> None:
         self.params = params
@@ -171,6 +203,10 @@ class Stage(Generic[P]):
         """Columns added; override when they depend on the params."""
         return self.writes
 
+    def rewritten_columns(self) -> tuple[str, ...]:
+        """Columns of :meth:`output_columns` this stage replaces by design when they exist."""
+        return self.rewrites
+
     def check(self, base_dir: Path) -> None:
         """Validate what the params point at (files, models) before Ray starts; raise ConfigError.
         ``base_dir`` is the pipeline file's folder (relative paths are resolved against it)."""
@@ -184,6 +220,7 @@ class Stage(Generic[P]):
         memory: int | None = None,
         concurrency: int | None = None,
         max_retries: int | None = None,
+        max_failed_fraction: float | None = None,
     ) -> "Stage[P]":
         """A copy of this stage with run settings overridden (``None`` keeps the default)."""
         import copy
@@ -192,7 +229,7 @@ class Stage(Generic[P]):
         clone._overrides = {**self._overrides}
         for key, value in (
             ("batch_size", batch_size), ("cpus", cpus), ("gpus", gpus), ("memory", memory),
-            ("concurrency", concurrency), ("max_retries", max_retries),
+            ("concurrency", concurrency), ("max_retries", max_retries), ("max_failed_fraction", max_failed_fraction),
         ):
             if value is not None:
                 clone._overrides[key] = value
@@ -212,6 +249,7 @@ class Stage(Generic[P]):
             ),
             concurrency=o.get("concurrency", self.concurrency),
             max_retries=int(o.get("max_retries", self.max_retries)),
+            max_failed_fraction=float(o.get("max_failed_fraction", self.max_failed_fraction)),
         )
 
     # -- running -------------------------------------------------------------------------------
@@ -247,7 +285,8 @@ class Filter(Stage[P]):
     - ``keep(row)``: ``row`` is a dict of the row; return ``True`` to keep, ``False`` or
       ``(False, "reason")`` to drop. Simple and slow (a Python call per row).
     - ``keep_batch(batch)``: return a boolean keep mask (NumPy/Arrow), ``(mask, reasons)`` with
-      one reason per row, or ``(mask, rules, reasons)`` with a rule name per row too.
+      one reason per row, ``(mask, rules, reasons)`` with a rule name per row too, or
+      ``(mask, rules, reasons, transient)`` with a transient flag per row (see :class:`Drops`).
       Vectorised; preferred for built-in filters.
 
     The drop rule recorded is the per-row rule, else ``rule`` (default: the stage's name);
@@ -263,13 +302,14 @@ class Filter(Stage[P]):
         keeps = np.ones(batch.num_rows, dtype=bool)
         reasons: list[str | None] = [None] * batch.num_rows
         rules: list[str | None] = [None] * batch.num_rows
+        transient = np.zeros(batch.num_rows, dtype=bool)
         default = self.rule or self.name
         for i, row in enumerate(batch.to_pylist()):
             try:
                 verdict = self.keep(row)
             except DropRow as drop:
                 keeps[i] = False
-                rules[i], reasons[i] = drop.rule, drop.reason
+                rules[i], reasons[i], transient[i] = drop.rule, drop.reason, drop.transient
                 continue
             except Exception as exc:
                 raise RowError(row.get("id"), exc) from exc
@@ -282,19 +322,24 @@ class Filter(Stage[P]):
                 keeps[i] = bool(verdict)
                 if not keeps[i]:
                     rules[i] = default
+        if transient.any():
+            return keeps, rules, reasons, transient
         return keeps, rules, reasons
 
     def process(self, batch: pa.Table) -> StageOutput:
         result = self.keep_batch(batch)
         reasons: Any = None
         rules: Any = self.rule or self.name
+        transient: Any = False
         if isinstance(result, tuple):
-            if len(result) == 3:
+            if len(result) == 4:
+                result, rules, reasons, transient = result
+            elif len(result) == 3:
                 result, rules, reasons = result
             else:
                 result, reasons = result
         keep = _as_bool_array(result, batch.num_rows)
-        return StageOutput(batch, Drops(mask=~keep, rule=rules, reason=reasons))
+        return StageOutput(batch, Drops(mask=~keep, rule=rules, reason=reasons, transient=transient))
 
 
 @dataclasses.dataclass
@@ -361,16 +406,17 @@ class Expand(Stage[P]):
         mask = np.zeros(len(rows), dtype=bool)
         rules: list[str | None] = [None] * len(rows)
         reasons: list[str | None] = [None] * len(rows)
+        transient = np.zeros(len(rows), dtype=bool)
         for i, result in enumerate(results):
             if isinstance(result, DropRow):
                 mask[i] = True
-                rules[i], reasons[i] = result.rule, result.reason
+                rules[i], reasons[i], transient[i] = result.rule, result.reason, result.transient
                 continue
             for child in result:
                 children.append(child)
                 parent_index.append(i)
         table = pa.Table.from_pylist(children) if children else pa.table({})
-        drops = Drops(mask=mask, rule=rules, reason=reasons) if mask.any() else None
+        drops = Drops(mask=mask, rule=rules, reason=reasons, transient=transient) if mask.any() else None
         return ExpandOutput(table, np.asarray(parent_index, dtype=np.int64), drops)
 
     def process(self, batch: pa.Table) -> pa.Table:  # pragma: no cover - not called for Expand

@@ -46,15 +46,27 @@ class Completion:
 
 
 class RequestFailed(Exception):
-    """One request failed for good (after retries): its row is dropped with ``rule``/``reason``."""
+    """One request failed (after retries): its row is dropped with ``rule``/``reason``.
 
-    def __init__(self, rule: str, reason: str) -> None:
+    ``transient``: the engine, not the request, is at fault (unreachable, timing out, 5xx or 429
+    after every retry): the row is kept aside and retried by the next run instead of being
+    dropped for good (a 400 for this prompt, a prompt longer than the context are not)."""
+
+    def __init__(self, rule: str, reason: str, *, transient: bool = False) -> None:
         super().__init__(rule, reason)
         self.rule = rule
         self.reason = reason
+        self.transient = transient
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_request_failed, (self.rule, self.reason, self.transient))
 
     def __str__(self) -> str:
         return f"{self.rule}: {self.reason}"
+
+
+def _request_failed(rule: str, reason: str, transient: bool) -> RequestFailed:
+    return RequestFailed(rule, reason, transient=transient)
 
 
 class EngineError(Exception):
@@ -252,7 +264,7 @@ class OpenAIEngine(Engine):
                     await asyncio.sleep(min(float(retry_after), self.cfg.backoff_max))
                 continue
             return RequestFailed("request_failed", f"HTTP {resp.status_code} from {self.cfg.base_url}{path}: {detail}")
-        return RequestFailed("request_failed", f"{last} (after {self.cfg.max_retries + 1} attempts)")
+        return RequestFailed("request_failed", f"{self.cfg.base_url}{path}: {last} (after {self.cfg.max_retries + 1} attempts)", transient=True)
 
     def generate(self, requests: Sequence[Request], on_done: OnDone) -> None:
         async def run_all() -> None:

@@ -23,6 +23,7 @@ samples of that row that did succeed are cached, so a rerun asks only for the fa
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import random
@@ -49,6 +50,9 @@ AUDIENCES = {
     "college": "college students, rigorous and detailed",
     "researchers": "researchers and experts, precise and technical",
 }
+
+#: the variables a generate_textbooks template is rendered with
+TEMPLATE_VARIABLES = ("topic", "seed_text", "audience", "audience_desc", "format", "language", "max_seed_chars")
 
 #: rough generation speed per actor (tokens/s) for --dry-run, when engine.tokens_per_second is unset
 DEFAULT_TOKENS_PER_SECOND = {"llama_cpp": 25.0, "openai": 200.0, "vllm": 2000.0}
@@ -82,6 +86,11 @@ class TextbookParams(GenerationParams):
             raise ValueError("generation mode needs `topics` or `topics_file`")
         if self.mode == "transformation" and (self.topics or self.topics_file):
             raise ValueError("transformation mode takes its seeds from the input's text: remove `topics`/`topics_file`")
+        for aud in self.audiences:  # any phrase is an audience, but one a typo away from a known key is a typo
+            close = difflib.get_close_matches(aud, [a for a in AUDIENCES if a != aud], n=1, cutoff=0.85)
+            if aud not in AUDIENCES and close:
+                raise ValueError(f"audience {aud!r} is not a known audience: did you mean {close[0]!r}? (known: {', '.join(AUDIENCES)}; "
+                                 "any other phrase is used as written)")
         return self
 
 
@@ -100,11 +109,15 @@ class GenerateTextbooks(Expand[TextbookParams]):
     name = "generate_textbooks"
     Params = TextbookParams
     stateful = True
+    #: a generator may lose a few requests to a flaky engine and still publish (they are retried)
+    max_failed_fraction: ClassVar[float] = 0.05
     batch_size = 8
     resources = Resources(cpus=1)
     source_rows_per_task = 4
     reads: ClassVar[tuple[str, ...]] = ()  # transformation mode: text (input_columns)
     writes: ClassVar[tuple[str, ...]] = PROVENANCE  # generation mode adds topic (output_columns)
+    #: children carry their own text (transformation: the input text is their seed)
+    rewrites: ClassVar[tuple[str, ...]] = ("text",)
 
     def __init__(self, params: TextbookParams) -> None:
         super().__init__(params)
@@ -154,8 +167,10 @@ class GenerateTextbooks(Expand[TextbookParams]):
             src = p.templates.get(name)
             path = (base_dir / src) if src else TEMPLATES_DIR / f"{name}.jinja"
             if not path.is_file():
-                known = sorted(f.stem for f in TEMPLATES_DIR.glob("*.jinja"))
-                raise ConfigError(f"stage generate_textbooks: no template for format {name!r} ({path} not found); shipped: {', '.join(known)}; or set templates: {{{name}: path/to/file.jinja}}")
+                known = sorted({f.stem for f in TEMPLATES_DIR.glob("*.jinja")} | set(p.templates))
+                close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+                raise ConfigError(f"stage generate_textbooks: no template for format {name!r} ({path} not found); shipped: {', '.join(known)}; or set templates: {{{name}: path/to/file.jinja}}",
+                                  hint=f"did you mean {close[0]!r}?" if close else None)
             templates[name] = path.read_text(encoding="utf-8")
         try:
             import jinja2
@@ -168,6 +183,18 @@ class GenerateTextbooks(Expand[TextbookParams]):
         except jinja2.TemplateSyntaxError as exc:
             raise ConfigError(f"stage generate_textbooks: template {name!r}: {exc}") from exc
         self._templates = templates
+        # every template rendered as the run will render it (strict: an unknown variable is an error now, not after the run started)
+        probe = {"seed_id": "probe", "seed_text": "probe", "audience": p.audiences[0] if p.audiences else "", "language": p.languages[0] if p.languages else ""}
+        for name in templates:
+            try:
+                self.render({**probe, "format": name})
+            except jinja2.UndefinedError as exc:
+                missing = str(exc).split("'")[1] if str(exc).count("'") >= 2 else ""
+                close = difflib.get_close_matches(missing, TEMPLATE_VARIABLES, n=1, cutoff=0.6)
+                raise ConfigError(f"stage generate_textbooks: template {name!r}: {exc}; the variables a template gets: {', '.join(TEMPLATE_VARIABLES)}",
+                                  hint=f"did you mean {{{{ {close[0]} }}}}?" if close else None) from None
+            except jinja2.TemplateError as exc:
+                raise ConfigError(f"stage generate_textbooks: template {name!r}: {type(exc).__name__}: {exc}") from None
 
     def _ensure_prepared(self) -> None:
         if self._templates is None:
@@ -206,7 +233,7 @@ class GenerateTextbooks(Expand[TextbookParams]):
         assert self._templates is not None
         tpl = env.from_string(self._templates[cell["format"]])
         aud = cell["audience"]
-        return tpl.render(
+        return tpl.render(  # (TEMPLATE_VARIABLES lists these)
             topic=cell["seed_text"], seed_text=cell["seed_text"], audience=aud,
             audience_desc=AUDIENCES.get(aud, aud.replace("_", " ")), format=cell["format"],
             language=cell["language"], max_seed_chars=self.params.max_seed_chars,
@@ -250,6 +277,7 @@ class GenerateTextbooks(Expand[TextbookParams]):
         counters = dict.fromkeys(COUNTERS, 0)
         plan: list[list[tuple[dict[str, Any], int, Request]]] = []
         mask = np.zeros(len(rows), dtype=bool)
+        transient = np.zeros(len(rows), dtype=bool)
         rules: list[str | None] = [None] * len(rows)
         reasons: list[str | None] = [None] * len(rows)
         for i, row in enumerate(rows):
@@ -274,7 +302,7 @@ class GenerateTextbooks(Expand[TextbookParams]):
             if failed:
                 f = failed[0]
                 assert isinstance(f, RequestFailed)
-                mask[i], rules[i], reasons[i] = True, f.rule, f.reason
+                mask[i], rules[i], reasons[i], transient[i] = True, f.rule, f.reason, f.transient
                 continue
             for j, (cell, k, req) in enumerate(items):
                 c = results[(i, j)]
@@ -292,7 +320,7 @@ class GenerateTextbooks(Expand[TextbookParams]):
                 children.append(child)
                 parent_index.append(i)
         table = pa.Table.from_pylist(children) if children else pa.table({})
-        drops = Drops(mask=mask, rule=rules, reason=reasons) if mask.any() else None
+        drops = Drops(mask=mask, rule=rules, reason=reasons, transient=transient) if mask.any() else None
         return ExpandOutput(table, np.asarray(parent_index, dtype=np.int64), drops, counters)
 
     # -- reporting -----------------------------------------------------------------------------

@@ -71,8 +71,8 @@ def test_missing_key(tmp_path: Path) -> None:
 
 def test_unknown_key_lists_allowed_keys(tmp_path: Path) -> None:
     msg = _load_error(tmp_path, GOOD.replace("  keep_dropped: true", "  keep_droped: true"))
-    assert msg.startswith(f"{tmp_path / 'pipeline.yaml'}:10: output.keep_droped: unknown key; allowed keys: ")
-    assert "keep_dropped" in msg
+    assert msg.startswith(f"{tmp_path / 'pipeline.yaml'}:10: output.keep_droped: unknown key (did you mean 'keep_dropped'?); allowed keys: ")
+    assert "compression, dataset" in msg
 
 
 def test_bad_enum_value(tmp_path: Path) -> None:
@@ -85,7 +85,7 @@ def test_bad_enum_value(tmp_path: Path) -> None:
 
 def test_unknown_stage_param(tmp_path: Path) -> None:
     msg = _load_error(tmp_path, GOOD.replace("min_chars: 50", "min_char: 50"))
-    assert msg.startswith(f"{tmp_path / 'pipeline.yaml'}:6: stages[1].length_filter.min_char: unknown key; allowed keys: ")
+    assert msg.startswith(f"{tmp_path / 'pipeline.yaml'}:6: stages[1].length_filter.min_char: unknown key (did you mean 'min_chars'?); allowed keys: ")
     assert "min_chars" in msg
 
 

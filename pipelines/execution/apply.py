@@ -19,6 +19,7 @@ from ..errors import StageError
 from ..stage import (
     BORN,
     DROP_COLUMNS,
+    DROP_RETRY,
     EXPANDED,
     DROP_REASON,
     DROP_RULE,
@@ -27,6 +28,7 @@ from ..stage import (
     ENGINE_COLUMNS,
     PARENT_ID,
     POS,
+    RESUME_AT,
     TASK,
     WEIGHT,
     Drops,
@@ -59,6 +61,27 @@ def is_live(batch: pa.Table) -> pa.Array:
     return pc.is_null(batch.column(DROP_STAGE))
 
 
+def _ready_for(batch: pa.Table, label: str) -> tuple[pa.Table, pa.Array]:
+    """The rows stage ``label`` works on (live, and not a pending row waiting for a later stage),
+    and the batch with the resume mark of the rows that resume at this stage cleared."""
+    live = is_live(batch)
+    if RESUME_AT not in batch.schema.names or batch.column(RESUME_AT).null_count == batch.num_rows:
+        return batch, live
+    at = batch.column(RESUME_AT)
+    here = pc.fill_null(pc.equal(at, pa.scalar(label)), False)
+    waiting = pc.and_(pc.is_valid(at), pc.invert(here))
+    cleared = pc.if_else(here, pa.nulls(batch.num_rows, pa.string()), at)
+    batch = batch.set_column(batch.schema.get_field_index(RESUME_AT), RESUME_AT, cleared)
+    return batch, pc.and_(live, pc.invert(waiting))
+
+
+def waiting_rows(batch: pa.Table) -> pa.Array:
+    """Pending rows fed back into a run that have not yet reached the stage they resume at."""
+    if RESUME_AT not in batch.schema.names:
+        return pa.array([False] * batch.num_rows)
+    return pc.is_valid(batch.column(RESUME_AT))
+
+
 def null_columns_like(table: pa.Table, schema: pa.Schema) -> pa.Table:
     for field in schema:
         if field.name not in table.schema.names:
@@ -77,6 +100,17 @@ def _concat(parts: list[pa.Table]) -> pa.Table:
 
 def _stage_view(batch: pa.Table) -> pa.Table:
     return batch.drop_columns([c for c in ENGINE_COLUMNS if c in batch.schema.names])
+
+
+def _last_of_each_name(table: pa.Table) -> pa.Table:
+    """A stage that appends a column the batch already has (rows fed back after it ran on them
+    carry it; a batch mixing them with new rows has it as nulls there) makes two columns of one
+    name: the stage's own, the last, is kept."""
+    names = table.schema.names
+    if len(set(names)) == len(names):
+        return table
+    keep = [i for i, n in enumerate(names) if n not in names[i + 1 :]]
+    return pa.Table.from_arrays([table.column(i) for i in keep], schema=pa.schema([table.schema.field(i) for i in keep]))
 
 
 def _fail(label: str, batch: pa.Table, exc: BaseException) -> StageError:
@@ -111,8 +145,15 @@ def mark_drops(table: pa.Table, drops: Drops | None, stage_label: str) -> tuple[
         DROP_REASON: per_row(drops.reason if drops.reason is not None else drops.rule),
         DUPLICATE_OF: per_row(drops.duplicate_of),
     }
+    transient = drops.transient
+    if isinstance(transient, (bool, np.bool_)):
+        retry = pa.array(np.where(mask, True, None) if transient else [None] * n, pa.bool_())
+    else:
+        flags = np.asarray(transient, dtype=bool) & mask
+        retry = pa.array([True if f else None for f in flags], pa.bool_())
     # a rule left empty for a dropped row falls back to the stage's label
     marks[DROP_RULE] = pc.if_else(amask, pc.fill_null(marks[DROP_RULE], stage_label), marks[DROP_RULE])
+    marks[DROP_RETRY] = retry
     for name, arr in marks.items():
         if name in table.schema.names:
             table = table.set_column(table.schema.get_field_index(name), name, arr)
@@ -122,26 +163,27 @@ def mark_drops(table: pa.Table, drops: Drops | None, stage_label: str) -> tuple[
     return table, {str(r["values"]): int(r["counts"]) for r in rules.to_pylist()}
 
 
-def _live_part(stage: Stage[Any], batch: pa.Table) -> tuple[pa.Array, int, pa.Table, pa.Table] | None:
-    """The live rows a stage works on (None when there are none): the mask, their count, the rows
-    with the engine's columns, and the stage's view of them."""
+def _live_part(stage: Stage[Any], label: str, batch: pa.Table) -> tuple[pa.Table, pa.Array, int, pa.Table, pa.Table] | None:
+    """The live rows a stage works on (None when there are none): the batch (pending rows that
+    resume at this stage unmarked), the mask, their count, the rows with the engine's columns,
+    and the stage's view of them."""
     ensure_setup(stage)
     if batch.num_rows == 0:
         return None
-    live_mask = is_live(batch)
+    batch, live_mask = _ready_for(batch, label)
     n_live = pc.sum(live_mask).as_py() or 0
     if n_live == 0:
         return None
     live = batch if n_live == batch.num_rows else batch.filter(live_mask)
-    return live_mask, n_live, live, _stage_view(live)
+    return batch, live_mask, n_live, live, _stage_view(live)
 
 
 def apply_stage(stage: Stage[Any], label: str, batch: pa.Table) -> tuple[pa.Table, BatchReport]:
     """Apply a one-to-one Stage or Filter to the live rows of ``batch``."""
-    split = _live_part(stage, batch)
+    split = _live_part(stage, label, batch)
     if split is None:
         return batch, BatchReport()
-    live_mask, n_live, live, view = split
+    batch, live_mask, n_live, live, view = split
     t0 = time.perf_counter()
     try:
         result = stage.process(view)
@@ -154,7 +196,7 @@ def apply_stage(stage: Stage[Any], label: str, batch: pa.Table) -> tuple[pa.Tabl
             f"stage {label} returned {out.table.num_rows} rows for {live.num_rows}: a Stage returns one row per "
             "row (mark drops with StageOutput(drops=...)); use an Expand stage to make more or fewer rows"
         )
-    table = out.table
+    table = _last_of_each_name(out.table)
     if POS not in table.schema.names:
         table = table.append_column(POS, live.column(POS))
     for col in ENGINE_COLUMNS:
@@ -194,10 +236,10 @@ def child_weights(parent_w: np.ndarray, k: np.ndarray, n: np.ndarray) -> np.ndar
 
 def apply_expand(stage: Expand[Any], label: str, batch: pa.Table) -> tuple[pa.Table, BatchReport]:
     """Apply an Expand stage: live parents become their children; dropped rows pass through."""
-    split = _live_part(stage, batch)
+    split = _live_part(stage, label, batch)
     if split is None:
         return batch, BatchReport()
-    live_mask, n_live, live, view = split
+    batch, live_mask, n_live, live, view = split
     t0 = time.perf_counter()
     try:
         out: ExpandOutput = stage.expand_batch(view)
@@ -223,7 +265,13 @@ def apply_expand(stage: Expand[Any], label: str, batch: pa.Table) -> tuple[pa.Ta
             rules[i], reasons[i] = "no_output", f"{label} produced no rows"
     parents_dropped = drop_mask | childless
     parents = live.filter(pa.array(parents_dropped))
-    marked, dropped = mark_drops(live, Drops(mask=parents_dropped, rule=rules, reason=reasons), label) if parents_dropped.any() else (live, {})
+    transient: Any = False
+    if out.drops is not None and not isinstance(out.drops.transient, (bool, np.bool_)):
+        transient = np.asarray(out.drops.transient, dtype=bool) & drop_mask
+    elif out.drops is not None and out.drops.transient:
+        transient = drop_mask
+    dropping = Drops(mask=parents_dropped, rule=rules, reason=reasons, transient=transient)
+    marked, dropped = mark_drops(live, dropping, label) if parents_dropped.any() else (live, {})
     marked = marked.filter(pa.array(parents_dropped)) if parents_dropped.any() else parents
 
     children = out.children
@@ -257,6 +305,8 @@ def apply_expand(stage: Expand[Any], label: str, batch: pa.Table) -> tuple[pa.Ta
                 WEIGHT: pa.array(child_weights(pw, k, counts[pidx]), pa.int64()),
                 BORN: pa.array([label] * len(pidx), pa.string()),
                 **{c: pa.nulls(len(pidx), pa.string()) for c in DROP_COLUMNS},
+                DROP_RETRY: pa.nulls(len(pidx), pa.bool_()),
+                RESUME_AT: pa.nulls(len(pidx), pa.string()),
             }
         )
     else:
@@ -278,6 +328,8 @@ def apply_expand(stage: Expand[Any], label: str, batch: pa.Table) -> tuple[pa.Ta
                 DROP_RULE: pa.array([EXPANDED] * m, pa.string()),
                 DROP_REASON: pa.nulls(m, pa.string()),
                 DUPLICATE_OF: pa.nulls(m, pa.string()),
+                DROP_RETRY: pa.nulls(m, pa.bool_()),
+                RESUME_AT: pa.nulls(m, pa.string()),
             }
         )
     else:
@@ -311,6 +363,8 @@ def with_engine_columns(table: pa.Table, task: int = 0) -> pa.Table:
         WEIGHT: pa.array(np.full(n, ROW_WEIGHT, dtype=np.int64)),
         BORN: pa.nulls(n, pa.string()),
         **{c: pa.nulls(n, pa.string()) for c in DROP_COLUMNS},
+        DROP_RETRY: pa.nulls(n, pa.bool_()),
+        RESUME_AT: pa.nulls(n, pa.string()),
     }
     if POS not in table.schema.names:
         add[POS] = pa.array(np.arange(n, dtype=np.int64))

@@ -121,13 +121,15 @@ def _stage_fn(stage: Stage[Any], label: str, stats: Any) -> Callable[[pa.Table],
 
 def _read_fn(input_cfg: InputConfig | None, stats: Any, journal_uri: str | None, storage_options: dict[str, str]) -> Callable[[pa.Table], Iterator[pa.Table]]:
     def fn(batch: pa.Table) -> Iterator[pa.Table]:
-        from ..readers import read_source_task
-
         for item in batch.to_pylist():
             task = int(item["task"])
             rows = 0
             t0 = time.perf_counter()
-            tables = iter(read_source_task(item) if item["kind"] == "source" else read_task(task_from_row(item), input_cfg))  # type: ignore[arg-type]
+            tables = iter(_task_tables(item, input_cfg, storage_options))
+            if item["kind"] == "pending":  # rows fed back are not journaled (the run that wrote them was)
+                record = None
+            else:
+                record = journal_uri
             current = next(tables, None)
             while current is not None:
                 table = with_engine_columns(current, task)
@@ -135,16 +137,27 @@ def _read_fn(input_cfg: InputConfig | None, stats: Any, journal_uri: str | None,
                 # read one table ahead: the task's read record is written before its last rows
                 # leave, so a task whose rows all reached the writer always has its record
                 current = next(tables, None)
-                if current is None and journal_uri is not None:
-                    journal.record_read(journal_uri, task, rows, storage_options)
+                if current is None and record is not None:
+                    journal.record_read(record, task, rows, storage_options)
                 bad = table.num_rows - (pc.sum(is_live(table)).as_py() or 0)
                 stats.add.remote("read", table.num_rows, bad, time.perf_counter() - t0, {})
                 yield table
                 t0 = time.perf_counter()
-            if rows == 0 and journal_uri is not None:
-                journal.record_read(journal_uri, task, 0, storage_options)
+            if rows == 0 and record is not None:
+                journal.record_read(record, task, 0, storage_options)
 
     return fn
+
+
+def _task_tables(item: dict[str, Any], input_cfg: InputConfig | None, storage_options: dict[str, str]) -> Iterator[pa.Table]:
+    from .. import pending
+    from ..readers import read_source_task
+
+    if item["kind"] == "source":
+        return read_source_task(item)
+    if item["kind"] == "pending":
+        return pending.read_task(item, storage_options)
+    return read_task(task_from_row(item), input_cfg)  # type: ignore[arg-type]
 
 
 def _apply_drops_fn(label: str, drops_ref: Any, stats: Any) -> Callable[[pa.Table], pa.Table]:

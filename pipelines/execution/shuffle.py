@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import StageError
 from ..stage import DROP_RESULT_SCHEMA, GlobalStage
-from .apply import ensure_setup, is_live
+from .apply import ensure_setup, is_live, waiting_rows
 
 
 def _prepare(stage: GlobalStage[Any], context: pa.Table | None) -> None:
@@ -35,8 +36,8 @@ def split_block(
     t0 = time.perf_counter()
     if block.num_rows == 0:  # an empty stream: blocks may even lack the engine's columns
         return [pa.table({}) for _ in range(buckets)]
-    if not extra:
-        block = block.filter(is_live(block))
+    if not extra:  # pending rows waiting for a later stage were keyed in their own run
+        block = block.filter(pc.and_(is_live(block), pc.invert(waiting_rows(block))))
     parts: list[list[pa.Table]] = [[] for _ in range(buckets)]
     step = max(1, stage.settings.batch_size)
     for start in range(0, block.num_rows, step):

@@ -20,8 +20,22 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
-from .. import fs, journal
-from ..stage import BORN, DROP_REASON, DROP_RULE, DROP_STAGE, DUPLICATE_OF, EXPANDED, INTERNAL_COLUMNS, POS, ROW_WEIGHT, TASK, WEIGHT
+from .. import fs, journal, pending
+from ..stage import (
+    BORN,
+    DROP_REASON,
+    DROP_RETRY,
+    DROP_RULE,
+    DROP_STAGE,
+    DUPLICATE_OF,
+    EXPANDED,
+    INTERNAL_COLUMNS,
+    POS,
+    RESUME_AT,
+    ROW_WEIGHT,
+    TASK,
+    WEIGHT,
+)
 from .apply import fix_null_types, is_live
 
 #: schema of the dropped-rows table (``text`` is null for rows without text)
@@ -39,7 +53,7 @@ DROPPED_SCHEMA = pa.schema(
 #: what a write call returns to the driver: one row per shard written, one "counts" row per task
 WRITE_RESULT_SCHEMA = pa.schema(
     [
-        pa.field("kind", pa.string()),  # "main" | "dropped" | "ckpt" | "counts"
+        pa.field("kind", pa.string()),  # "main" | "dropped" | "pending" | "ckpt" | "counts"
         pa.field("task", pa.int64()),
         pa.field("path", pa.string()),
         pa.field("size", pa.int64()),
@@ -110,13 +124,33 @@ def count_rows(batch: pa.Table) -> dict[str, Any]:
             born[str(r["values"])] = int(r["counts"])
     inputs = batch.num_rows - (batch.num_rows - born_col.null_count)
     markers = sum(rules.get(EXPANDED, 0) for rules in counts.values())
-    return {
+    out = {
         "dropped": {s: {r: n for r, n in rules.items() if r != EXPANDED} for s, rules in counts.items()},
         "expanded": {s: rules[EXPANDED] for s, rules in counts.items() if EXPANDED in rules},
         "born": born,
         "inputs": inputs,
         "rows": batch.num_rows - markers,
     }
+    retry = _retry_rows(dead)
+    if retry.num_rows:  # dropped for a transient reason: by stage, with one reason to show
+        out["retry"], out["retry_reason"] = {}, {}
+        for stage, rule, reason in zip(*(retry.column(c).to_pylist() for c in (DROP_STAGE, DROP_RULE, DROP_REASON))):
+            out["retry"][stage] = out["retry"].get(stage, 0) + 1
+            out["retry_reason"].setdefault(stage, f"{rule}: {reason}" if reason and reason != rule else str(rule))
+    return out
+
+
+def _retry_rows(dead: pa.Table) -> pa.Table:
+    if DROP_RETRY not in dead.schema.names or dead.num_rows == 0:
+        return dead.slice(0, 0)
+    return dead.filter(pc.fill_null(dead.column(DROP_RETRY), False))
+
+
+def _pending_table(retry: pa.Table) -> pa.Table:
+    """Rows dropped for a transient reason as the next run reads them back: every column the row
+    had (what earlier stages computed) and the stage to resume at, the engine's columns removed."""
+    data = retry.drop_columns([c for c in INTERNAL_COLUMNS if c in retry.schema.names])
+    return data.append_column(RESUME_AT, retry.column(DROP_STAGE)).append_column(pending.REASON, retry.column(DROP_REASON))
 
 
 def _rows_hash(part: pa.Table) -> str:
@@ -147,6 +181,11 @@ def _write_task_part(part: pa.Table, task: int, target: WriteTarget) -> list[dic
         files = write_shards(fix_null_types(live), target.main_uri, "main", target, task)
         kept = live.num_rows
         dead = part.filter(pc.invert(live_mask))
+        retry = _retry_rows(dead)
+        if retry.num_rows:  # not dropped for good: kept aside for the next run, not in the dropped table
+            pending_files = write_shards(fix_null_types(_pending_table(retry)), fs.join(target.main_uri, pending.PENDING_DIR), "pending", target, task)
+            files += pending_files
+            dead = dead.filter(pc.invert(pc.fill_null(dead.column(DROP_RETRY), False)))
         if target.dropped_uri and dead.num_rows:
             dead = dead.filter(pc.not_equal(dead.column(DROP_RULE), pa.scalar(EXPANDED)))
             n = dead.num_rows
@@ -165,29 +204,31 @@ def _write_task_part(part: pa.Table, task: int, target: WriteTarget) -> list[dic
             files += write_shards(dropped, target.dropped_uri, "dropped", target, task)
     counts["kept"] = kept
     weight = int(pc.sum(part.column(WEIGHT)).as_py() or 0)
-    if target.journal_uri is not None:
-        journal.record_write(
-            target.journal_uri,
-            task,
-            _rows_hash(part),
-            {"weight": weight, "files": files, "counts": counts},
-            target.storage_options,
-        )
+    if target.journal_uri is not None and task < pending.TASK_BASE:  # rows fed back are not journaled
+        record = {"weight": weight, "files": files, "counts": counts}
+        if target.checkpoint_uri is None and "retry" in counts:
+            # what the rows kept aside counted for: a run reusing this record feeds them back in
+            record["pending_counts"] = count_rows(_retry_rows(part.filter(pc.invert(is_live(part)))))
+        journal.record_write(target.journal_uri, task, _rows_hash(part), record, target.storage_options)
     return [*files, {"kind": "counts", "task": task, "path": "", "size": 0, "rows": kept, "info": json.dumps(counts)}]
 
 
-def merge_counts(total: dict[str, Any], counts: dict[str, Any]) -> None:
-    """Add one block's counts into the run's totals (in place)."""
+def merge_counts(total: dict[str, Any], counts: dict[str, Any], sign: int = 1) -> None:
+    """Add one block's counts into the run's totals (in place); ``sign=-1`` takes them out."""
     for key in ("inputs", "rows", "kept"):
-        total[key] = total.get(key, 0) + int(counts.get(key, 0))
-    for key in ("expanded", "born"):
+        total[key] = total.get(key, 0) + sign * int(counts.get(key, 0))
+    for key in ("expanded", "born", "retry"):
         d = total.setdefault(key, {})
         for k, v in counts.get(key, {}).items():
-            d[k] = d.get(k, 0) + int(v)
+            d[k] = d.get(k, 0) + sign * int(v)
+    if sign > 0:
+        reasons = total.setdefault("retry_reason", {})
+        for k, v in counts.get("retry_reason", {}).items():
+            reasons.setdefault(k, v)
     dropped = total.setdefault("dropped", {})
     for stage, rules in counts.get("dropped", {}).items():
         for rule, n in rules.items():
-            dropped.setdefault(stage, {})[rule] = dropped.get(stage, {}).get(rule, 0) + int(n)
+            dropped.setdefault(stage, {})[rule] = dropped.get(stage, {}).get(rule, 0) + sign * int(n)
 
 
 __all__ = ["DROPPED_SCHEMA", "WriteTarget", "write_block", "merge_counts", "ROW_WEIGHT"]

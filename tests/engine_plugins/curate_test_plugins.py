@@ -159,3 +159,41 @@ class Slow(Stage[SlowParams]):
 
 
 BATCH_SIZES: ClassVar = None
+
+
+class CostlyParams(Params):
+    log: str = Field(description="a file each processed row's id is appended to (counts the work done)")
+
+
+class Costly(Stage[CostlyParams]):
+    """Stands for expensive work (a transcription): adds `work`, logs every id it processed."""
+
+    name = "costly"
+    Params = CostlyParams
+    writes = ("work",)
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        ids = batch.column("id").to_pylist()
+        with open(self.params.log, "a", encoding="utf-8") as f:
+            f.write("".join(f"{i}\n" for i in ids))
+        return batch.append_column("work", pc.utf8_upper(batch.column("text")))
+
+
+class FlakyParams(Params):
+    down_file: str = Field(description="while this file exists, the service is down")
+    fail_ids: list[str] | None = Field(None, description="only these rows fail while it is down (default: every row)")
+
+
+class Flaky(Filter[FlakyParams]):
+    """Stands for a call to a service (a caption engine): while `down_file` exists the rows fail
+    for a transient reason, as an engine's connection error does."""
+
+    name = "flaky"
+    Params = FlakyParams
+    reads = ("work",)
+
+    def keep(self, row: dict[str, Any]) -> bool:
+        down = os.path.exists(self.params.down_file)
+        if down and (self.params.fail_ids is None or row["id"] in self.params.fail_ids):
+            raise DropRow("service_down", "http://127.0.0.1:9/v1/completions: connection refused", transient=True)
+        return True
