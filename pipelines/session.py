@@ -86,12 +86,14 @@ def ray_session(pipeline: Pipeline) -> Iterator[dict[str, float]]:
 
     rc = pipeline.config.ray
     # plugin stages given as module:Class must be importable by workers too
-    pythonpath = os.pathsep.join(dict.fromkeys([os.getcwd(), str(pipeline.base_dir), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]))
+    plugin_dirs = [os.getcwd(), str(pipeline.base_dir)]
+    pythonpath = os.pathsep.join(dict.fromkeys([*plugin_dirs, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]))
     kwargs: dict[str, Any] = {
         "include_dashboard": False,
         "logging_level": logging.WARNING,
         "log_to_driver": False,
-        "runtime_env": {"env_vars": {"PYTHONPATH": pythonpath}},
+        "runtime_env": {"env_vars": {"PYTHONPATH": pythonpath, "CURATE_PLUGIN_DIRS": os.pathsep.join(plugin_dirs)},
+                        "worker_process_setup_hook": worker_setup_hook()},
         # Ray's default logging set-up (its handlers are re-routed to the run log). With
         # configure_logging=False the driver crashed in the GC in about 1 run of 4 here (Ray 2.60).
         "configure_logging": True,
@@ -120,6 +122,37 @@ def ray_session(pipeline: Pipeline) -> Iterator[dict[str, float]]:
     finally:
         if owned:
             ray.shutdown()
+
+
+#: Runs on every Ray worker before it runs anything (pickled by value: it must not import curate
+#: to be found). Ray puts the driver's working directory first on a worker's sys.path (and curate
+#: adds the plugin folders): run from a source checkout, its `curate/` folder would hide the
+#: installed package ("No module named 'curate.pipelines'"). The installed curate is imported
+#: with those folders set aside; once imported, its subpackages are found from it, not sys.path.
+_WORKER_SETUP = """
+def setup():
+    import os
+    import sys
+
+    folders = {os.path.abspath(p) for p in os.environ.get("CURATE_PLUGIN_DIRS", "").split(os.pathsep) if p}
+    saved = list(sys.path)
+    sys.path[:] = [p for p in saved if os.path.abspath(p or os.curdir) not in folders]
+    try:
+        import curate.pipelines  # noqa: F401
+    except ImportError:  # curate is not installed (run from its folder on purpose): as before
+        for name in [m for m in sys.modules if m == "curate" or m.startswith("curate.")]:
+            del sys.modules[name]
+    finally:
+        sys.path[:] = saved
+"""
+
+
+def worker_setup_hook() -> Any:
+    """The worker set-up function (see ``_WORKER_SETUP``), made outside any module so that Ray
+    ships it by value."""
+    namespace: dict[str, Any] = {"__name__": "curate_worker_setup"}
+    exec(_WORKER_SETUP, namespace)  # noqa: S102 - our own constant source
+    return namespace["setup"]
 
 
 def check_cpus(pipeline: Pipeline, labels: list[str], resources: dict[str, float]) -> None:

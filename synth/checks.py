@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
-from curate.pipelines.stage import Filter, Params
+from curate.pipelines.stage import DropRow, Filter, Params
 
 
 class ChecksParams(Params):
@@ -36,19 +36,22 @@ class SynthChecks(Filter[ChecksParams]):
     reads = ("text", "finish_reason", "prompt")
     batch_size = 1024
 
-    def keep(self, row: dict[str, Any]) -> bool | tuple[bool, str]:
+    def keep(self, row: dict[str, Any]) -> bool:
+        """Keep, or raise :class:`DropRow` with the rule and the figure that broke it."""
         p = self.params
         text = row["text"] or ""
         if p.drop_truncated and row.get("finish_reason") == "length":
-            return False, "truncated"
+            raise DropRow("truncated", f"the engine stopped at max_tokens (finish_reason length) after {len(text.split())} words")
         words = text.split()
         if len(words) < p.min_words:
-            return False, "too_short"
+            raise DropRow("too_short", f"{len(words)} words, fewer than min_words {p.min_words}")
         prompt = (row.get("prompt") or "").strip()
         if p.echo_chars and len(prompt) >= p.echo_chars:
-            tail = prompt[-p.echo_chars :]
-            if tail in text or prompt[: p.echo_chars] in text:
-                return False, "prompt_echo"
-        if p.max_repeated_ngrams < 1 and repeated_fraction([w.lower() for w in words], p.ngram) > p.max_repeated_ngrams:
-            return False, "repetition"
+            for part, piece in (("end", prompt[-p.echo_chars :]), ("start", prompt[: p.echo_chars])):
+                if piece in text:
+                    raise DropRow("prompt_echo", f"the text repeats the {p.echo_chars} characters at the {part} of its prompt: {piece[:60]!r}...")
+        if p.max_repeated_ngrams < 1:
+            share = repeated_fraction([w.lower() for w in words], p.ngram)
+            if share > p.max_repeated_ngrams:
+                raise DropRow("repetition", f"{share:.0%} of its word {p.ngram}-grams are repeats (max_repeated_ngrams {p.max_repeated_ngrams:g})")
         return True

@@ -337,6 +337,8 @@ import json, logging, os, sys
 import curate
 RAY_VENDORED = os.path.join("ray", "thirdparty_files")  # importing Ray adds it for good
 from curate.pipelines.errors import ConfigError
+assert "ray" not in sys.modules  # importing curate imports no Ray
+before_path = list(sys.path)
 before = (list(logging.getLogger().handlers), list(logging.getLogger("curate").handlers), [p for p in sys.path if not p.endswith(RAY_VENDORED)], dict(os.environ),
           [list(logging.getLogger(n).handlers) for n in ("ray", "ray.data")])
 res = curate.run({{"input": {{"format": "jsonl", "paths": ["{tmp_path}/in.jsonl"]}},
@@ -346,6 +348,9 @@ after = (list(logging.getLogger().handlers), list(logging.getLogger("curate").ha
          [list(logging.getLogger(n).handlers) for n in ("ray", "ray.data")])
 assert before[0] == after[0] and before[1] == after[1] and before[2] == after[2] and before[4] == after[4], "logging/sys.path changed"
 assert before[3] == after[3], set(before[3].items()) ^ set(after[3].items())
+# the one entry left is Ray's vendored-packages folder, there only because Ray is now imported
+extra = [p for p in sys.path if p not in before_path]
+assert [p.endswith(RAY_VENDORED) for p in extra] == [True] and "ray" in sys.modules, extra
 try:
     curate.run({{"input": {{"format": "jsonl", "paths": ["{tmp_path}/nothing-*.jsonl"]}}, "output": {{"dataset": "{tmp_path}/x"}}}})
 except ConfigError as exc:

@@ -373,3 +373,17 @@ def test_installed_wheel_runs_the_quickstart(built: Built, venv: Path) -> None:
     res = run([venv / "bin" / "curate", "versions", "out/quickstart"], cwd=here, env=env)
     counts = json.loads(run([venv / "bin" / "python", "-I", "-c", COUNT_ROWS], cwd=here, env=env).stdout)
     assert counts["kept"] > 2000 and counts["kept"] + counts["dropped"] == 2662, counts
+
+
+@pytest.mark.slow
+def test_installed_wheel_runs_from_a_source_checkout(built: Built, venv: Path) -> None:
+    """Issue 16, 13: clone, `pip install .` (not editable), `curate run` from the checkout's root.
+    The checkout's `curate/` folder (the package root of the source layout) is in the working
+    directory, which Ray puts first on its workers' sys.path: it must not hide the installed package."""
+    env = clean_env(venv)
+    here = built.work / "checkout"
+    shutil.copytree(ROOT / "curate", here / "curate", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    shutil.copytree(ROOT / "pipelines" / "examples", here / "pipelines" / "examples")
+    res = run([venv / "bin" / "curate", "run", "pipelines/examples/quickstart.yaml", "--no-progress"], cwd=here, env=env, timeout=600)
+    assert "wrote out/quickstart version 0" in res.stderr, res.stderr
+    assert "No module named" not in res.stderr

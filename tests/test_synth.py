@@ -162,6 +162,11 @@ def test_synth_checks_rules() -> None:
     table = run_on_table(SynthChecks(ChecksParams()), pa.Table.from_pylist(rows))
     rules = dict(zip(table.column("id").to_pylist(), table.column("_drop_rule").to_pylist()))
     assert rules == {"ok": None, "cut": "truncated", "short": "too_short", "echo": "prompt_echo", "loop": "repetition"}
+    reasons = dict(zip(table.column("id").to_pylist(), table.column("_drop_reason").to_pylist()))
+    assert reasons["cut"] == "the engine stopped at max_tokens (finish_reason length) after 30 words"
+    assert reasons["short"] == "3 words, fewer than min_words 20"
+    assert reasons["echo"].startswith("the text repeats the 80 characters at the end of its prompt: ")
+    assert reasons["loop"] == "89% of its word 4-grams are repeats (max_repeated_ngrams 0.3)"
     relaxed = run_on_table(SynthChecks(ChecksParams(drop_truncated=False, min_words=0, echo_chars=0, max_repeated_ngrams=1)), pa.Table.from_pylist(rows))
     assert relaxed.column("_drop_rule").null_count == len(rows)
 

@@ -76,7 +76,7 @@ class FaultProxy:
     ``hang_s`` seconds), ``"ok"`` (forward); when it is empty every request is forwarded after
     ``delay`` seconds. ``requests`` counts what arrived, ``forwarded`` what reached the server."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, port: int = 0) -> None:
         self.upstream = upstream.rstrip("/")
         self.script: list[str] = []
         self.delay = 0.0
@@ -136,7 +136,7 @@ class FaultProxy:
                 except OSError:
                     pass  # the client gave up (a timeout)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
