@@ -163,13 +163,16 @@ def run(pipeline_file: str, progress: bool | None, run_key: str | None, resume: 
     except Exception as exc:
         if os.environ.get("CURATE_DEBUG"):
             raise
-        from .failures import describe_failure
+        from .failures import advice_for, describe_failure
         from .runner import current_log_file
 
         what, where = describe_failure(exc)
         err_console.print(f"[bold red]error:[/] the run failed: {escape(what)}", highlight=False, soft_wrap=True)
         if where:
             err_console.print(f"  raised at {where}", highlight=False, markup=False, soft_wrap=True)
+        advice = advice_for(what)
+        if advice:
+            err_console.print(f"  hint: {advice}", highlight=False, markup=False, soft_wrap=True)
         err_console.print(f"  the traceback is in {current_log_file() or 'the run log'}; no version was written (set CURATE_DEBUG=1 to see it here)", highlight=False, markup=False, soft_wrap=True)
         sys.exit(1)
 

@@ -123,6 +123,11 @@ class RunConfig(_Model):
 
     log_dir: str = Field(".curate/runs", description="folder for one log file per run")
     progress: bool = Field(True, description="live per-stage progress display")
+    stall_timeout: float = Field(
+        1800, ge=0,
+        description="seconds without progress (no row into or out of any stage, no shard written) after which the run is "
+        "stopped and fails instead of waiting forever (e.g. for resources Ray cannot find); 0: never",
+    )
 
 
 class StageRunConfig(_Model):

@@ -135,3 +135,16 @@ def _follow(exc: BaseException) -> BaseException:
             continue
         break
     return exc
+
+
+#: known Ray failures: what happened and what to do, in curate's words
+_ADVICE = (
+    ("Failed to startup worker", "Ray could not start a worker process in time (a loaded machine, or too little memory): "
+     "run again when the machine is less busy, give Ray fewer CPUs (ray.num_cpus: it starts fewer workers), or raise "
+     "RAY_worker_register_timeout_seconds (curate sets 180 for a local Ray); the run resumes where it stopped"),
+)
+
+
+def advice_for(what: str) -> str | None:
+    """What to do about a failure curate recognises (None: nothing known)."""
+    return next((advice for needle, advice in _ADVICE if needle in what), None)

@@ -31,8 +31,9 @@ from .failures import _unwrap
 from .plan import check_columns, checkpoint_before_global, stage_labels
 from .preflight import check_output, plan_run_inputs, validate_plan
 from .progress import ProgressDisplay, summary_table
-from .session import check_cpus, check_gpus, current_log_file, ray_session, run_logging, saved_environ
+from .session import check_cpus, check_fits, check_gpus, current_log_file, ray_session, run_logging, saved_environ
 from .stage import Expand, GlobalStage
+from .watchdog import Watchdog
 
 log = logging.getLogger("curate")
 
@@ -220,9 +221,12 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
         log.info("ray started in %.1fs: %s", t_ray_up - t_ray, resources)
         check_gpus(pipeline, labels, resources)
         check_cpus(pipeline, labels, resources)
+        check_fits(pipeline, labels, resources)
+        watchdog = Watchdog(poll, cfg.run.stall_timeout, log.warning)
         try:
-            with ProgressDisplay(poll, labels, console, show, log.info):
+            with ProgressDisplay(poll, labels, console, show, log.info), watchdog:
                 for phase, batch in execute(plan, cluster=resources, log=log.info, on_stats=lambda a: stats_holder.__setitem__("actor", a)):
+                    watchdog.beat()
                     final = phase == "final" or not has_global
                     for row in batch.to_pylist():
                         if row["kind"] == "counts":
@@ -235,6 +239,10 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
                         elif row["kind"] == "pending" and final:
                             pending_files.append(row)
         except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt) and watchdog.stalled:
+                stalled = watchdog.error(labels)
+                log.error("%s", stalled)
+                raise stalled from None
             inner = _unwrap(exc)
             log.error("run failed: %r", inner, exc_info=not isinstance(inner, CurateError))
             if isinstance(inner, CurateError):

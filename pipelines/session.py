@@ -108,6 +108,9 @@ def ray_session(pipeline: Pipeline) -> Iterator[dict[str, float]]:
         if rc.object_store_memory:
             kwargs["object_store_memory"] = int(rc.object_store_memory)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # a loaded machine starts worker processes slowly: Ray's 60 s made runs die with "Failed to
+    # startup worker" (restored afterwards with the rest of the environment)
+    os.environ.setdefault("RAY_worker_register_timeout_seconds", "180")
     import ray.data  # noqa: F401  (configures its loggers on import; re-routed below)
 
     _route_ray_logs()
@@ -182,6 +185,26 @@ def check_cpus(pipeline: Pipeline, labels: list[str], resources: dict[str, float
             f"the stages' actors hold {need - 0.5:g} CPU(s) for the whole run ({', '.join(held)}) and the reader needs 0.5, "
             f"but the Ray cluster has {cpus:g}: the run would wait forever for a CPU to read with",
             hint="lower these stages' `run: {cpus: ...}` or `concurrency`, or give Ray more CPUs (ray.num_cpus, which may exceed the machine's)",
+        )
+
+
+def check_fits(pipeline: Pipeline, labels: list[str], resources: dict[str, float]) -> None:
+    """Every task and actor of the plan must fit on the cluster at all: a stage asking for more
+    CPUs or memory per worker than the whole cluster has would never be scheduled (Ray waits
+    forever, warning that it "may hang forever")."""
+    cpus, memory = float(resources.get("CPU", 0)), float(resources.get("memory", 0))
+    problems = []
+    for stage, label in zip(pipeline.stages, labels):
+        res = stage.settings.resources
+        if res.cpus > cpus + 1e-9:
+            problems.append(f"stage {label!r} asks for {res.cpus:g} CPUs per worker")
+        if res.memory and memory and res.memory > memory:
+            problems.append(f"stage {label!r} asks for {res.memory / 2**30:.1f} GiB of memory per worker")
+    if problems:
+        raise ConfigError(
+            f"{'; '.join(problems)}, but the Ray cluster has {cpus:g} CPUs and {memory / 2**30:.1f} GiB of memory in all: "
+            "such a worker could never start and the run would wait forever",
+            hint="lower the stage's `run: {cpus: ..., memory: ...}`, or give Ray more (ray.num_cpus for a local Ray, or a larger cluster)",
         )
 
 

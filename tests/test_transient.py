@@ -190,3 +190,38 @@ def test_drops_transient_flags_per_row() -> None:
 
     again = pickle.loads(pickle.dumps(DropRow("x", "y", transient=True)))
     assert (again.rule, again.reason, again.transient) == ("x", "y", True)
+
+
+def test_a_stage_asking_for_more_than_the_cluster_has_fails_before_reading(tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_text('{"id": "a", "text": "hello"}\n', encoding="utf-8")
+    pipe = write_pipeline(tmp_path / "p.yaml", f"""input: {{format: jsonl, paths: [{tmp_path}/in.jsonl]}}
+stages:
+  - normalize: {{}}
+    run: {{cpus: 3}}
+output: {{dataset: {tmp_path}/out}}
+ray: {{num_cpus: 2}}
+""")
+    out = run_cli("run", str(pipe), "--no-progress", cwd=tmp_path, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "stage 'normalize' asks for 3 CPUs per worker, but the Ray cluster has 2 CPUs" in " ".join(out.stderr.split())
+
+
+def test_a_run_that_makes_no_progress_is_stopped_and_says_where(tmp_path: Path) -> None:
+    import time
+
+    shutil.copy(PLUGINS, tmp_path / PLUGINS.name)
+    (tmp_path / "in.jsonl").write_text('{"id": "a", "text": "hello"}\n', encoding="utf-8")
+    pipe = write_pipeline(tmp_path / "p.yaml", f"""input: {{format: jsonl, paths: [{tmp_path}/in.jsonl]}}
+stages:
+  - curate_test_plugins:Sleepy: {{}}
+output: {{dataset: {tmp_path}/out}}
+ray: {{num_cpus: 2}}
+run: {{stall_timeout: 8}}
+""")
+    t0 = time.monotonic()
+    out = run_cli("run", str(pipe), "--no-progress", cwd=tmp_path, timeout=300)
+    text = " ".join(out.stderr.split())
+    assert out.returncode == 1, out.stderr
+    assert "the run made no progress for 8s (run.stall_timeout) and was stopped; nothing was published" in text
+    assert "read: 1 rows in" in text and time.monotonic() - t0 < 120
+    assert not (tmp_path / "out" / "_delta_log").exists()

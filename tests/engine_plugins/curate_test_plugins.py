@@ -197,3 +197,18 @@ class Flaky(Filter[FlakyParams]):
         if down and (self.params.fail_ids is None or row["id"] in self.params.fail_ids):
             raise DropRow("service_down", "http://127.0.0.1:9/v1/completions: connection refused", transient=True)
         return True
+
+
+class SleepyParams(Params):
+    seconds: float = 3600.0
+
+
+class Sleepy(Stage[SleepyParams]):
+    """A stage stuck on its first batch (a hung call): for the run's no-progress watchdog."""
+
+    name = "sleepy"
+    Params = SleepyParams
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        time.sleep(self.params.seconds)
+        return batch
