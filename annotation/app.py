@@ -51,17 +51,41 @@ def _export_loop(svc: Services, stop: threading.Event) -> None:
 SPOOL_MAX_AGE_S = 3600
 
 
-def _clean_spool(folder: str) -> None:
-    """Remove what a killed server left half-received (never acknowledged) in the spool folder."""
+def _clean_spool(folder: str) -> int:
+    """Remove what killed servers left half-received (never acknowledged) in the spool folder: at
+    once when the process that received it (on this host) is gone, else after ``SPOOL_MAX_AGE_S``
+    (a file of another host, or of a server from before spool files named their process).
+    Returns how many files went."""
+    import socket
     import time
 
+    host = socket.gethostname()
+    removed = 0
     for name in os.listdir(folder):
         path = os.path.join(folder, name)
+        if not name.startswith("upload-"):
+            continue
+        owner = name[len("upload-"):].rsplit("-", 2)
+        dead = len(owner) == 3 and owner[0] == host and owner[1].isdigit() and not _alive(int(owner[1]))
         try:
-            if name.startswith("upload-") and time.time() - os.path.getmtime(path) > SPOOL_MAX_AGE_S:
+            if dead or time.time() - os.path.getmtime(path) > SPOOL_MAX_AGE_S:
                 os.unlink(path)
+                removed += 1
         except OSError:
             pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def create_app(settings: Settings | None = None) -> Any:

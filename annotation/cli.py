@@ -228,11 +228,7 @@ def export(db_url: str | None, store_url: str | None, dataset: str | None) -> No
         _fail(str(exc))
     except CurateError as exc:
         _fail(exc.message, exc.hint, code=exc.exit_code or 1)
-    if result.version is None:
-        click.echo(f"nothing new to export to {result.dataset}")
-    else:
-        how = " (committed by an earlier export that stopped before recording it)" if result.resumed else ""
-        click.echo(f"appended {result.rows} clip(s) to {result.dataset} as version {result.version}{how}")
+    click.echo(result.describe())
 
 
 __all__ = ["annotate"]

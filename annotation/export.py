@@ -61,7 +61,23 @@ class ExportResult:
     rows: int  # clips this export appended (or found already appended by a killed export)
     version: int | None  # the dataset version holding them; None when there was nothing to export
     batch: str | None
-    resumed: bool = False  # the batch was committed by an earlier export that died before recording it
+    resumed: bool = False  # the batch was committed by another export, not by this one
+    #: who committed it when not this export: "concurrent" (another export running now committed it
+    #: first) or "earlier" (found committed: an export that stopped before recording it, or one
+    #: running now that has not recorded it yet)
+    committed_by: str | None = None
+
+    def describe(self) -> str:
+        """What happened, in a line for the user."""
+        if self.version is None:
+            return f"nothing new to export to {self.dataset}"
+        if self.committed_by == "concurrent":
+            return (f"another export running at the same time appended these {self.rows} clip(s) to {self.dataset} as version "
+                    f"{self.version}: this one appended nothing")
+        if self.committed_by == "earlier":
+            return (f"these {self.rows} clip(s) were already in {self.dataset} as version {self.version} (appended by an export "
+                    "that stopped before recording it, or by one running now): recorded as exported, nothing appended again")
+        return f"appended {self.rows} clip(s) to {self.dataset} as version {self.version}"
 
 
 def _open_batch(db: Database, dataset: str) -> Any | None:
@@ -146,7 +162,7 @@ def export_clips(db: Database, store: BlobStore, dataset: str, storage_options: 
         return ExportResult(uri, 0, None, None)
     key = RUN_KEY_PREFIX + batch.id
     version = dstore.committed_run_key(uri, key, storage_options)
-    resumed = version is not None
+    committed_by = "earlier" if version is not None else None
     if version is None:
         rows = _rows(db, store, batch.id)
         table = pa.Table.from_pylist(rows, schema=SCHEMA)
@@ -158,10 +174,10 @@ def export_clips(db: Database, store: BlobStore, dataset: str, storage_options: 
                                     default_schema=SCHEMA, run_key=key)
         except RunKeyCommittedError as exc:  # a racing export committed this batch first
             fs.remove_tree(fs.join(uri, shard["path"]), storage_options)
-            version, resumed = exc.version, True
+            version, committed_by = exc.version, "concurrent"
     assert version is not None
     _finish(db, batch.id, version)
-    return ExportResult(uri, batch.rows, version, batch.id, resumed)
+    return ExportResult(uri, batch.rows, version, batch.id, committed_by is not None, committed_by)
 
 
 def _version() -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import socket
 import tempfile
 from typing import IO, Any, AsyncIterator
 
@@ -97,7 +98,7 @@ class _Parts:
             if self.path is not None:
                 raise UploadError(400, "more than one part named file: upload one clip per request")
             os.makedirs(self.spool_dir, exist_ok=True)
-            fd, self.path = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=self.spool_dir)
+            fd, self.path = tempfile.mkstemp(prefix=spool_prefix(), suffix=".part", dir=self.spool_dir)
             self._out = os.fdopen(fd, "wb")
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
@@ -131,6 +132,12 @@ class _Parts:
 
 def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):g} MB"
+
+
+def spool_prefix() -> str:
+    """Spool files are named after the host and process receiving them, so a server starting
+    up can tell what a dead one left behind (removed at once) from what a live one is receiving."""
+    return f"upload-{socket.gethostname()}-{os.getpid()}-"
 
 
 async def receive(content_type: str, body: AsyncIterator[bytes], spool_dir: str, max_file_bytes: int,

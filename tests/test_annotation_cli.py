@@ -153,7 +153,7 @@ def test_an_export_killed_after_its_commit_does_not_duplicate(data) -> None:
     assert pl.read_delta(data.dataset).height == 2  # committed ...
     assert '"exported": 0' in data.cli("progress", "--json").stdout  # ... but not recorded
     out = data.cli("export")
-    assert "appended 2 clip(s)" in out.stdout and "as version 0 (committed by an earlier export" in out.stdout
+    assert "these 2 clip(s) were already in" in out.stdout and "as version 0 (appended by an export that stopped before recording it" in out.stdout
     df = pl.read_delta(data.dataset)
     assert df.height == 2 and sorted(df["id"]) == sorted(c["id"] for c in acked)
     from deltalake import DeltaTable
@@ -218,6 +218,11 @@ def test_concurrent_exports_append_each_clip_once(data) -> None:
     df = pl.read_delta(data.dataset)
     assert sorted(df["id"]) == sorted(c["id"] for c in acked)  # each clip exactly once
     assert sum(r.rows for r in results if not r.resumed) == len(acked)
+    assert [r.describe().startswith("appended ") for r in results].count(True) == 1  # one says it appended them
+    for r in results:
+        if r.resumed:  # the others say who did, never "appended"
+            assert r.committed_by in ("concurrent", "earlier"), r
+            assert ("appended nothing" in r.describe()) or ("nothing appended again" in r.describe()), r.describe()
     from deltalake import DeltaTable
 
     assert DeltaTable(data.dataset).version() == 0  # one batch, one commit

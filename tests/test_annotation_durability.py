@@ -133,3 +133,44 @@ def test_oversized_uploads_get_413_from_the_real_server(tmp_path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_killed_servers_half_received_upload_is_removed_when_it_starts_again(tmp_path) -> None:
+    env = {"CURATE_ANNOTATION_DATA": str(tmp_path)}
+    assert run_cli("annotate", "import-images", "--samples", cwd=tmp_path, env=env).returncode == 0
+    token = run_cli("annotate", "add-annotator", "a", cwd=tmp_path, env=env).stdout.strip().splitlines()[-1]
+    spool = tmp_path / "spool"
+    live = spool / f"upload-{socket.gethostname()}-{os.getpid()}-other.part"  # a live process's upload (this test's)
+    port = _port()
+    proc = _serve(tmp_path, env, port)
+    live.write_bytes(b"still arriving")
+    sent = threading.Event()
+
+    def slow_body():  # a multipart body that never finishes arriving
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="c.wav"\r\n\r\n' + b"\0" * 65536
+        sent.set()
+        time.sleep(60)
+        yield b"\r\n--b--\r\n"
+
+    def upload() -> None:
+        try:
+            httpx.post(f"http://127.0.0.1:{port}/api/clips", content=slow_body(), timeout=90,
+                       headers={"Authorization": f"Bearer {token}", "Content-Type": "multipart/form-data; boundary=b"})
+        except httpx.TransportError:
+            pass
+
+    t = threading.Thread(target=upload, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(list(spool.glob("upload-*"))) < 2:
+        time.sleep(0.05)
+    left = [p for p in spool.glob("upload-*") if p != live]
+    assert sent.is_set() and len(left) == 1 and f"-{proc.pid}-" in left[0].name, list(spool.iterdir())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc = _serve(tmp_path, env, _port())
+    try:
+        assert sorted(spool.iterdir()) == [live]  # the dead server's part is gone at once; the live one stays
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
