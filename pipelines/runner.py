@@ -222,6 +222,7 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
         check_gpus(pipeline, labels, resources)
         check_cpus(pipeline, labels, resources)
         check_fits(pipeline, labels, resources)
+        _explain_actor_restart_line(pipeline, console)
         watchdog = Watchdog(poll, cfg.run.stall_timeout, log.warning)
         try:
             with ProgressDisplay(poll, labels, console, show, log.info), watchdog:
@@ -377,6 +378,23 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
         console.print(f"[yellow]warning:[/] no row was kept: version {version} of {out.dataset} is empty", highlight=False)
     console.print(f"log: {log_file}", highlight=False)
     return result
+
+
+#: Ray's core worker prints this as an error ("E ... core_worker.cc") for every actor pool that
+#: may restart its actors (Ray Data keeps the pool's set-up in the object store): it is not one
+ACTOR_RESTART_LINE = "has constructor arguments in the object store and max_restarts > 0"
+
+
+def _explain_actor_restart_line(pipeline: Pipeline, console: Console) -> None:
+    from .execution.driver import uses_actors
+
+    if any(uses_actors(s) and s.settings.max_retries > 0 for s in pipeline.stages):
+        console.print(
+            "[dim]note: Ray may print an 'E ... core_worker.cc' line saying an actor "
+            f"\"{ACTOR_RESTART_LINE}\": it is not an error. A stage that holds a model runs in actors Ray restarts if one "
+            "crashes (run: max_retries); Ray warns that a restart needs the set-up data it keeps for the whole run.[/]",
+            highlight=False,
+        )
 
 
 def _undo_commit(uri: str, version: int, run_id: str, so: dict[str, str]) -> None:

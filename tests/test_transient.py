@@ -168,6 +168,10 @@ ray: {{num_cpus: 2}}
     text = " ".join(out.stderr.split())
     assert "stage generate_textbooks: 2 of 2 rows (100%) failed for a transient reason" in text
     assert "http://127.0.0.1:9/v1/completions" in text and "connection error" in text and "max_failed_fraction 0.05" in text
+    # Ray's "E ... core_worker.cc" line about actor restarts, when it comes, is explained once in curate's words
+    assert text.count("note: Ray may print an 'E ... core_worker.cc' line") == 1 and "it is not an error" in text
+    if "core_worker.cc" in out.stderr.split("note: Ray may print")[0]:
+        pytest.fail("Ray's line came before curate's note")
     assert not (tmp_path / "out" / "_delta_log").exists()
 
 
