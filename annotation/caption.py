@@ -11,7 +11,8 @@ Columns written: ``caption`` (the completion, stripped) and ``caption_model``
 (``ENGINE:MODEL``); the raw transcript stays. Rows are dropped, with a rule and a reason, when
 the transcript is empty or shorter than ``min_words`` (``empty_transcript``), carries
 hallucination flags from ``transcribe`` (``flagged_transcript``, with ``drop_flagged``), the
-request failed for good (``request_failed``, the engine's message), the model returned nothing
+request failed (``request_failed``, the engine's message: for good on a 4xx, transiently when
+the engine is down or timing out, so the clip is retried by the next run), the model returned nothing
 (``empty_caption``), the caption is mostly words the transcript does not have
 (``unfaithful_caption``, ``min_support``: invented content, e.g. a small model copying the
 prompt's example) or ran into ``sampling.max_tokens`` (``truncated_caption``, with

@@ -16,9 +16,11 @@ sample index, so a grid generates the same texts on every run (for an engine tha
 
 Every completion is cached in the output dataset's folder (:mod:`.cache`) before it is used: a
 killed or repeated run never asks the engine twice for the same (prompt, model, engine, sampling,
-sample). Every output row carries its provenance. A request that fails for good (after the
-engine's retries) drops its parent row with rule ``request_failed`` and the error as reason; the
-samples of that row that did succeed are cached, so a rerun asks only for the failed ones.
+sample). Every output row carries its provenance. A request that fails (after the engine's
+retries) drops its parent row with rule ``request_failed`` and the error as reason, transiently
+when the engine was at fault (down, timing out: the row is retried by the next run, and more
+than ``max_failed_fraction``, 0.05 here, of such rows fail the run); the samples of that row that
+did succeed are cached, so a retry asks only for the failed ones.
 """
 
 from __future__ import annotations
