@@ -87,3 +87,17 @@ class ExpectationsFailedError(CurateError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.message, self.hint), dict(self.__dict__))  # keeps summary, reports
+
+
+class TransientFailureError(CurateError):
+    """Too many rows failed for a transient reason (an engine or the network is down): the run
+    published nothing; its rows are retried by the next run (exit 6). Another try may succeed."""
+
+    exit_code = 6
+
+
+class RunStalledError(CurateError):
+    """The run made no progress for ``run.stall_timeout`` seconds and was stopped; nothing was
+    published (exit 1). Another try may succeed (resources freed, a service answering again)."""
+
+    exit_code = 1

@@ -27,7 +27,7 @@ import orjson
 import pyarrow as pa
 
 from . import fs, store
-from .errors import CurateError
+from .errors import TransientFailureError
 from .readers_io import POS_SHIFT
 from .stage import DROP_COLUMNS, POS, RESUME_AT
 
@@ -39,13 +39,6 @@ REASON = "_curate_retry_reason"
 TASK_BASE = 1 << 30
 #: file index of the first pending file in a run's positions (input files are numbered from 0)
 FILE_BASE = 1 << 21
-
-
-class TransientFailureError(CurateError):
-    """Too many rows failed for a transient reason (an engine or the network is down): the run
-    published nothing; its rows are retried by the next run (exit 6)."""
-
-    exit_code = 6
 
 
 def task_rows(paths: list[str], labels: list[str], first: int = 0) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ import curate
 
 from . import fs, journal, pending, store, vacuum
 from .config import Pipeline
-from .errors import CurateError
+from .errors import CurateError, TransientFailureError
 from .failures import _unwrap
 from .plan import check_columns, checkpoint_before_global, stage_labels
 from .preflight import check_output, plan_run_inputs, validate_plan
@@ -259,7 +259,7 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
         stage_stats = _stage_stats(labels, pipeline, totals, live_stats)
         try:
             pending.check_failures(stage_stats, {lb: st.settings.max_failed_fraction for lb, st in zip(labels, pipeline.stages)}, totals)
-        except pending.TransientFailureError as exc:
+        except TransientFailureError as exc:
             log.error("%s", exc)
             if jr is not None and has_global:  # its checkpoint holds the failed rows as dropped: start afresh
                 jr.discard()

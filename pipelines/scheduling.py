@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Pipeline
-from .errors import ConcurrentWriteError, ConfigError, CurateError, StageError
+from .errors import ConcurrentWriteError, ConfigError, CurateError, RunStalledError, StageError, TransientFailureError
 
 
 def _digest(value: Any) -> str:
@@ -54,7 +54,7 @@ def input_fingerprint(pipeline: Pipeline) -> str:
 def _inputs_digest(inputs: Any) -> str:
     tasks = [(t["path"], t["size"], t["mtime"], t["start"], t["end"], t["rows"]) for t in inputs.tasks]
     deltas = [entry for entry in inputs.lineage if "delta" in entry]
-    return _digest([tasks, deltas])
+    return _digest([tasks, deltas, *([inputs.pending] if inputs.pending else [])])
 
 
 def date_key(logical_date: datetime | str) -> str:
@@ -100,8 +100,8 @@ def should_retry(exc: BaseException) -> bool:
     :class:`CurateError`): the same input fails the same way. Yes: a stage that raised in a
     worker (a server or a node may have gone away), a concurrent commit, and anything that is not
     a curate error (a lost Ray cluster, a full disk)."""
-    if isinstance(exc, (StageError, ConcurrentWriteError)):
-        return True
+    if isinstance(exc, (StageError, ConcurrentWriteError, TransientFailureError, RunStalledError)):
+        return True  # (an engine down: the next try retries the rows, reusing the work done)
     return not isinstance(exc, CurateError)
 
 
@@ -209,7 +209,7 @@ def plan_run(scheduled: Scheduled, logical_date: datetime | str) -> dict[str, An
             "dataset": dataset if "://" in dataset else os.path.abspath(dataset),
             "config_fingerprint": config_fp,
             "input_fingerprint": inputs_fp,
-            "read_tasks": len(inputs.tasks),
+            "read_tasks": len(inputs.tasks) + len(inputs.pending),  # rows kept aside by the last run are work too
             "run_key": _key(logical_date, config_fp, inputs_fp),
         }
 
@@ -220,7 +220,7 @@ def plan_or_skip(
 ) -> dict[str, Any]:
     """:func:`plan_run` of ``scheduled()``; with no input to read, raises ``skip(message)``
     (Airflow's ``AirflowSkipException``: the run task is skipped, and no empty version is
-    published). A failure another try cannot fix (bad settings, a bad pipeline file, a missing
+    published; rows the last version kept aside for a transient failure are input). A failure another try cannot fix (bad settings, a bad pipeline file, a missing
     input) is raised as ``no_retry(message)``, as in :func:`run_or_fail`."""
     try:
         planned = plan_run(scheduled(), logical_date)

@@ -17,13 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .errors import CurateError
-
-
-class RunStalledError(CurateError):
-    """The run made no progress for ``run.stall_timeout`` seconds and was stopped (exit 1)."""
-
-    exit_code = 1
+from .errors import RunStalledError
 
 
 class Watchdog:

@@ -21,7 +21,16 @@ import pytest
 from deltalake import DeltaTable
 
 from curate.pipelines import api, scheduling
-from curate.pipelines.errors import ConcurrentWriteError, ConfigError, DatasetError, ExpectationsFailedError, InputDataError, StageError
+from curate.pipelines.errors import (
+    ConcurrentWriteError,
+    ConfigError,
+    DatasetError,
+    ExpectationsFailedError,
+    InputDataError,
+    RunStalledError,
+    StageError,
+    TransientFailureError,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGS = ROOT / "dags"
@@ -105,7 +114,8 @@ def test_only_failures_another_try_can_fix_are_retried() -> None:
     for exc in (ConfigError("bad key"), InputDataError("bad line"), DatasetError("no such table"), ExpectationsFailedError("gate failed")):
         assert not scheduling.should_retry(exc)
         assert "not retried" in scheduling.no_retry_message(exc) and f"exit code {exc.exit_code}" in scheduling.no_retry_message(exc)
-    for retryable in (StageError("worker lost"), ConcurrentWriteError("raced"), OSError("disk full"), ConnectionError("ray head gone")):
+    for retryable in (StageError("worker lost"), ConcurrentWriteError("raced"), OSError("disk full"), ConnectionError("ray head gone"),
+                      TransientFailureError("caption engine down"), RunStalledError("no progress")):
         assert scheduling.should_retry(retryable)
 
 

@@ -137,6 +137,11 @@ def test_an_outage_fails_the_run_then_every_row_is_published_once_without_redoin
     run = _last_run(tmp_path)
     assert run["pending"]["rows"] == 1 and run["pending"]["by_stage"] == {"flaky": 1}  # type: ignore[index]
     assert "r5" not in set(pl.read_delta(str(tmp_path / "out.dropped"))["id"])  # not dropped for good
+    # a scheduler planning the next run sees the kept row as work: the run is not skipped
+    from curate.pipelines import scheduling
+
+    planned = scheduling.plan_run(scheduling.Scheduled(pipeline=str(pipe), workdir=str(tmp_path), pipelines_dir=".", env={}), "2026-12-08")
+    assert planned["read_tasks"] == 1
 
     # 4. nothing new in the input; the service is back: since_version: last retries the kept row
     (tmp_path / "DOWN").unlink()
