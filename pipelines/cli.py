@@ -329,6 +329,14 @@ def show(dataset_ref: str, list_files: bool, as_json: bool, show_config: bool) -
         if meta.get("dropped_dataset"):
             d = meta["dropped_dataset"]
             c.print(f"dropped rows: {d['path']}@{d['version']}", highlight=False)
+        if meta.get("retried"):
+            r = meta["retried"]
+            c.print(f"retried: rows kept aside by version {r.get('rows_from_version')} ({r.get('files')} files) and by a failed run "
+                    f"({r.get('files_from_journal')} files), fed back at the stage they failed in", highlight=False)
+        if meta.get("pending"):
+            p = meta["pending"]
+            by = ", ".join(f"{k} {n:,} ({p.get('reasons', {}).get(k, '')})" for k, n in p.get("by_stage", {}).items())
+            c.print(f"[yellow]pending:[/] {p['rows']:,} rows failed for a transient reason, kept aside for the next run: {escape(by)}", highlight=False)
         if meta.get("expectations"):
             st = meta["expectations"].get("statistics", {})
             c.print(f"expectations: {st.get('successful_expectations')} of {st.get('evaluated_expectations')} passed before publishing "

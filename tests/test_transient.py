@@ -142,6 +142,8 @@ def test_an_outage_fails_the_run_then_every_row_is_published_once_without_redoin
 
     planned = scheduling.plan_run(scheduling.Scheduled(pipeline=str(pipe), workdir=str(tmp_path), pipelines_dir=".", env={}), "2026-12-08")
     assert planned["read_tasks"] == 1
+    shown = " ".join(run_cli("show", str(tmp_path / "out")).stdout.split())
+    assert "pending: 1 rows failed for a transient reason, kept aside for the next run: flaky 1 (service_down: http://127.0.0.1:9" in shown
 
     # 4. nothing new in the input; the service is back: since_version: last retries the kept row
     (tmp_path / "DOWN").unlink()
@@ -234,3 +236,11 @@ run: {{stall_timeout: 8}}
     assert "the run made no progress for 8s (run.stall_timeout) and was stopped; nothing was published" in text
     assert "read: 1 rows in" in text and time.monotonic() - t0 < 120
     assert not (tmp_path / "out" / "_delta_log").exists()
+
+
+def test_ray_failing_to_start_a_worker_comes_with_advice() -> None:
+    from curate.pipelines.failures import advice_for
+
+    advice = advice_for("RuntimeError: Failed to startup worker after retrying 5 times")
+    assert advice is not None and "RAY_worker_register_timeout_seconds" in advice and "resumes" in advice
+    assert advice_for("ValueError: something else") is None
