@@ -8,7 +8,8 @@ metrics are computed by curate, exactly, from every row of the staged output (se
 - ``curate_language_share``: the share of rows whose ``column`` is one of ``allowed``
   (a null counts as not allowed) is at least ``min_share``.
 - ``curate_duplicate_rate``: the share of rows whose ``column`` value (compared by its 64-bit
-  xxh3 hash) equals an earlier row's is at most ``max_rate``; nulls are never duplicates.
+  xxh3 hash) equals an earlier row's is at most ``max_rate``; nulls (and NaN, as in Great
+  Expectations' checks on pandas) are never duplicates.
 - ``curate_row_count_change``: the version's rows divided by the previous version's rows lies in
   ``[min_ratio, max_ratio]``; passes when there is no previous version (the first run).
 

@@ -18,8 +18,15 @@ Expectations validation result. How each expectation is evaluated (its ``method`
   total row count, judged by the GE expectation's own ``_validate``.
 - ``exact`` (curate's checks, ``checks.py``): exact aggregates of every row (allowed-language
   counts; 64-bit hashes for the duplicate rate: 8 bytes per distinct value reach the driver).
-- ``sample`` (everything else: column aggregates such as means, quantiles and distinct values,
-  uniqueness, ordering, table-level column checks): GE validates one uniform random sample of at
+- ``exact`` (``aggregate``: min, max, sum, mean, standard deviation, distinct values against a
+  set, the number and share of distinct values, uniqueness of a column or of compound columns):
+  exact metrics merged from every part, judged by the GE expectation itself
+  (:mod:`.aggregates`).
+- ``exact`` (type checks, ``expect_column_values_to_be_of_type`` / ``_in_type_list``): GE judges a
+  typed column (not object) by its dtype alone; any batch failing that way fails the expectation.
+- ``sample`` (everything else: medians, quantiles, most common values, ordering, z-scores,
+  table-level column checks, and any expectation with a ``row_condition`` among the aggregate
+  ones): GE validates one uniform random sample of at
   most ``SAMPLE_ROWS`` rows drawn across all shards (seeded by shard name, so reproducible). When
   the data has no more rows than that, the sample is every row and the result is exact.
 """
@@ -38,6 +45,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from .. import fs
+from . import aggregates
 from .spec import ExpectationSpec, ge_environment, instantiate
 
 #: rows per pandas batch handed to Great Expectations, and about the most bytes (uncompressed)
@@ -71,15 +79,19 @@ class GatePlan:
     """The expectations, how each is evaluated, and the total rows (from the shards' metadata)."""
 
     specs: tuple[ExpectationSpec, ...]
-    methods: tuple[str, ...]  # "map" | "rows" | "curate" | "sample"
+    methods: tuple[str, ...]  # "map" | "rows" | "curate" | "aggregate" | "sample"
     total_rows: int
     sample_rows: int
     key: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
+    #: where parts write their hash counts (aggregates.spill_counts), and how many buckets
+    spill_uri: str = ""
+    buckets: int = 1
+    storage_options: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def indices(self, method: str) -> list[int]:
         return [i for i, m in enumerate(self.methods) if m == method]
 
-    def columns(self, methods: tuple[str, ...] = ("map", "curate", "sample")) -> list[str] | None:
+    def columns(self, methods: tuple[str, ...] = ("map", "curate", "aggregate", "sample")) -> list[str] | None:
         """The columns the expectations of ``methods`` read (None: every column: a table-level
         expectation, or a ``row_condition``, which may name any column)."""
         cols: list[str] = []
@@ -116,14 +128,17 @@ def method_of(spec: ExpectationSpec) -> str:
         return "curate"
     if spec.type in ROW_COUNT_TYPES:
         return "rows"
+    if aggregates.eligible(spec):
+        return "aggregate"
     impl = type(instantiate(spec))
     if issubclass(impl, (ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation)) and spec.type not in NOT_PER_BATCH:
         return "map"
     return "sample"
 
 
-def make_plan(specs: list[ExpectationSpec], total_rows: int) -> GatePlan:
-    return GatePlan(tuple(specs), tuple(method_of(s) for s in specs), int(total_rows), sample_rows())
+def make_plan(specs: list[ExpectationSpec], total_rows: int, spill_uri: str = "", storage_options: dict[str, str] | None = None) -> GatePlan:
+    return GatePlan(tuple(specs), tuple(method_of(s) for s in specs), int(total_rows), sample_rows(),
+                    spill_uri=spill_uri, buckets=aggregates.buckets_for(total_rows), storage_options=dict(storage_options or {}))
 
 
 def split(files: list[tuple[str, int]], task_rows: int | None = None) -> list[list[tuple[str, int]]]:
@@ -155,6 +170,7 @@ class Partial:
     hashes: dict[int, list[np.ndarray]] = dataclasses.field(default_factory=dict)
     dups: dict[int, int] = dataclasses.field(default_factory=dict)  # duplicates within each part
     errors: dict[int, str] = dataclasses.field(default_factory=dict)
+    aggs: dict[int, aggregates.Agg] = dataclasses.field(default_factory=dict)
     sample: pa.Table | None = None
     schema: pa.Schema | None = None
 
@@ -170,8 +186,13 @@ def merge(a: Partial, b: Partial) -> Partial:
             continue
         out.maps[i] = {k: x[k] + y[k] for k in ("element_count", "nonnull_count", "unexpected_count")}
         out.maps[i]["partial"] = (x["partial"] + y["partial"])[:PARTIAL_VALUES]
+        for key in ("column_failure", "column_observed"):
+            if x.get(key) is not None or y.get(key) is not None:
+                out.maps[i][key] = x.get(key) if x.get(key) is not None else y.get(key)
     for i in {*a.allowed, *b.allowed}:
         out.allowed[i] = a.allowed.get(i, 0) + b.allowed.get(i, 0)
+    for i in {*a.aggs, *b.aggs}:
+        out.aggs[i] = aggregates.merge_agg(a.aggs.get(i) or aggregates.Agg(), b.aggs.get(i) or aggregates.Agg())
     for i in {*a.hashes, *b.hashes}:
         out.hashes[i] = a.hashes.get(i, []) + b.hashes.get(i, [])
         out.dups[i] = a.dups.get(i, 0) + b.dups.get(i, 0)
@@ -254,6 +275,7 @@ def evaluate_part(plan: GatePlan, files: list[tuple[str, int]], storage_options:
     maps = _Validator.get(plan, "map") if plan.indices("map") else None
     hashes: dict[int, list[np.ndarray]] = {i: [] for i in plan.indices("curate") if plan.specs[i].type == "curate_duplicate_rate"}
     samples: list[pa.Table] = []
+    counted: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {i: [] for i in plan.indices("aggregate")}
     for uri, rows in files:
         filesystem, path = fs.filesystem(uri, storage_options)
         pf = pq.ParquetFile(path, filesystem=filesystem)
@@ -279,6 +301,7 @@ def evaluate_part(plan: GatePlan, files: list[tuple[str, int]], storage_options:
             offset += n
             if maps is not None:
                 _add_map_results(part, maps.validate(table.to_pandas()))
+            _add_aggregates(part, plan, table, counted, names)
             for i in plan.indices("curate"):
                 spec = plan.specs[i]
                 column = spec.kwargs.get("column", "language" if spec.type == "curate_language_share" else "text")
@@ -293,7 +316,7 @@ def evaluate_part(plan: GatePlan, files: list[tuple[str, int]], storage_options:
                     hit = pc.is_in(values.cast(pa.string()), value_set=allowed)
                     part.allowed[i] = part.allowed.get(i, 0) + int(pc.sum(hit).as_py() or 0)
                 else:
-                    h = hash_column(pc.drop_null(values))
+                    h = hash_column(aggregates.non_null(table, column))  # NaN is null here too, as in GE's checks
                     distinct = np.unique(h)
                     part.dups[i] = part.dups.get(i, 0) + len(h) - len(distinct)  # repeats inside the batch
                     hashes[i].append(distinct)
@@ -304,7 +327,33 @@ def evaluate_part(plan: GatePlan, files: list[tuple[str, int]], storage_options:
         part.dups[i] = part.dups.get(i, 0) + len(every) - len(distinct)  # repeats across batches
     if samples:
         part.sample = pa.concat_tables(samples, promote_options="permissive")
+    for i, pairs in counted.items():  # this part's hash counts, once per value, into bucket files
+        if pairs and i not in part.errors:
+            h, c = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+            values, inverse = np.unique(h, return_inverse=True)
+            part.aggs[i].spills += aggregates.spill_counts(plan.spill_uri, i, plan.buckets, values, np.bincount(inverse, weights=c).astype(np.int64),
+                                                           plan.storage_options)
     return part
+
+
+def _add_aggregates(part: Partial, plan: GatePlan, table: pa.Table, counted: dict[int, list[tuple[np.ndarray, np.ndarray]]], names: list[str]) -> None:
+    for i in plan.indices("aggregate"):
+        spec = plan.specs[i]
+        cols = spec.kwargs.get("column_list") or [spec.kwargs.get("column")]
+        missing = [c for c in cols if c not in table.schema.names]
+        if missing:
+            part.errors[i] = f"column {missing[0]!r} is not in the data (columns: {', '.join(names)})"
+            continue
+        agg = part.aggs.setdefault(i, aggregates.Agg())
+        aggregates.add_batch(agg, spec, table, lambda h, c, i=i: counted[i].append((h, c)))
+
+
+def reduce_part(plan: GatePlan, group: tuple[int, list[str]], storage_options: dict[str, str]) -> tuple[int, int, int]:
+    """Task: one bucket of one expectation's hash counts -> (expectation, distinct values, rows
+    whose value another row has too)."""
+    i, files = group
+    distinct, dups = aggregates.reduce_bucket(files, storage_options)
+    return i, distinct, dups
 
 
 def _add_map_results(part: Partial, results: dict[int, Any]) -> None:
@@ -314,6 +363,12 @@ def _add_map_results(part: Partial, results: dict[int, Any]) -> None:
             part.errors.setdefault(i, raised)
             continue
         res = r.result or {}
+        if "element_count" not in res and "observed_value" in res:  # judged on the column as a whole (a type check of a typed column)
+            entry = part.maps.setdefault(i, {"element_count": 0, "nonnull_count": 0, "unexpected_count": 0, "partial": []})
+            entry.setdefault("column_observed", _clean_observed(res.get("observed_value")))
+            if not r.success:
+                entry.setdefault("column_failure", entry["column_observed"])
+            continue
         element = int(res.get("element_count") or 0)
         missing = res.get("missing_count")
         entry = part.maps.setdefault(i, {"element_count": 0, "nonnull_count": 0, "unexpected_count": 0, "partial": []})
@@ -322,6 +377,10 @@ def _add_map_results(part: Partial, results: dict[int, Any]) -> None:
         entry["unexpected_count"] += int(res.get("unexpected_count") or 0)
         if len(entry["partial"]) < PARTIAL_VALUES:
             entry["partial"] = (entry["partial"] + list(res.get("partial_unexpected_list") or []))[:PARTIAL_VALUES]
+
+
+def _clean_observed(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
 
 
 def exception_message(result: Any) -> str | None:

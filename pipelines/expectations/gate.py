@@ -24,7 +24,8 @@ from rich.markup import escape
 
 from .. import fs
 from ..errors import ExpectationsFailedError
-from .evaluate import GatePlan, Partial, evaluate_part, make_plan, merge, split
+from . import aggregates
+from .evaluate import GatePlan, Partial, evaluate_part, make_plan, merge, reduce_part, split
 from .report import failure_lines, headline, save
 from .result import finish, summary
 from .spec import ExpectationSpec
@@ -40,15 +41,38 @@ def local_mapper(fn: Callable[..., Partial], plan: GatePlan, parts: list[list[tu
 
 
 def evaluate(specs: list[ExpectationSpec], files: list[tuple[str, int]], *, storage_options: dict[str, str] | None = None,
-             previous_rows: int | None = None, mapper: Mapper | None = None) -> Any:
-    """The GE validation result of ``specs`` on the shards ``files`` (``(uri, rows)``)."""
-    plan = make_plan(specs, sum(rows for _, rows in files))
+             previous_rows: int | None = None, mapper: Mapper | None = None, spill_uri: str | None = None,
+             schema: Any = None) -> Any:
+    """The GE validation result of ``specs`` on the shards ``files`` (``(uri, rows)``).
+    ``spill_uri``: a folder the parts' hash counts go to (removed afterwards; default a local
+    temporary folder: only for in-process parts). ``schema``: the version's schema, for a version
+    without shards (0 rows)."""
+    import tempfile
+
+    so = storage_options or {}
+    local = spill_uri is None
+    spill = tempfile.mkdtemp(prefix="curate-gate-") if local else fs.join(spill_uri, uuid.uuid4().hex)  # type: ignore[arg-type]
+    plan = make_plan(specs, sum(rows for _, rows in files), spill, so)
     parts = split(files)
     log.info("expectations: %d rows in %d shards, evaluated in %d parts (%s)", plan.total_rows, len(files), len(parts),
              ", ".join(f"{s.type}: {m}" for s, m in zip(plan.specs, plan.methods)))
-    partials = (mapper or local_mapper)(evaluate_part, plan, parts, storage_options or {})
-    total = functools.reduce(merge, partials, Partial())
-    return finish(plan, total, previous_rows)
+    run = mapper or local_mapper
+    try:
+        partials = run(evaluate_part, plan, parts, so)
+        total = functools.reduce(merge, partials, Partial())
+        if total.schema is None and schema is not None:
+            total.schema = schema
+        groups = aggregates.bucket_groups({i: agg.spills for i, agg in total.aggs.items() if agg.spills})
+        reduced: dict[int, tuple[int, int]] = {}
+        for i, distinct, dups in run(reduce_part, plan, groups, so):  # type: ignore[arg-type]
+            d0, r0 = reduced.get(i, (0, 0))
+            reduced[i] = (d0 + distinct, r0 + dups)
+    finally:
+        try:
+            fs.remove_tree(spill, so)
+        except Exception as exc:  # the verdict stands; a leftover folder is only clutter
+            log.warning("could not remove the gate's hash counts in %s: %r", spill, exc)
+    return finish(plan, total, previous_rows, reduced)
 
 
 def _judge(result: Any, reports: list[str], what: str, console: Console, seconds: float) -> dict[str, Any]:
@@ -90,6 +114,16 @@ def _version_files(uri: str, version: int | None, so: dict[str, str]) -> tuple[l
     return files, sum(r for _, r in files)
 
 
+def _version_schema(uri: str, version: int | None, so: dict[str, str]) -> Any:
+    """A version's Arrow schema from its log (a version without shards still has one)."""
+    from ..store import delta_schema
+
+    try:
+        return delta_schema(uri, version, so)
+    except Exception:
+        return None
+
+
 def gate_staged(specs: list[ExpectationSpec], main_uri: str, main_files: list[dict[str, Any]], *, mode: str,
                 storage_options: dict[str, str], log_file: str, run_id: str, console: Console, mapper: Mapper | None = None) -> dict[str, Any]:
     """Evaluate ``specs`` on the version this run is about to publish: its staged shards (and, in
@@ -100,7 +134,9 @@ def gate_staged(specs: list[ExpectationSpec], main_uri: str, main_files: list[di
     previous_rows = latest[1] if latest is not None else None
     files = (latest[0] if latest is not None and mode == "append" else []) + staged
     console.print(f"checking {len(specs)} expectations on {sum(r for _, r in files):,} rows before publishing", highlight=False, soft_wrap=True)
-    result = evaluate(specs, files, storage_options=storage_options, previous_rows=previous_rows, mapper=mapper)
+    schema = _version_schema(main_uri, None, storage_options) if latest is not None and mode == "append" else None
+    result = evaluate(specs, files, storage_options=storage_options, previous_rows=previous_rows, mapper=mapper,
+                      spill_uri=fs.join(main_uri, "_curate_gate"), schema=schema)
     reports = save(result, Path(log_file).parent, run_id)
     return _judge(result, reports, "the publish gate failed, nothing was published", console, time.time() - t0)
 
@@ -125,7 +161,8 @@ def check_version(specs: list[ExpectationSpec], dataset: str, version: int | Non
 
     v = int(DeltaTable(uri, version=version, storage_options=so or None).version())
     previous = _version_files(uri, v - 1, so) if v > 0 else None
-    result = evaluate(specs, files, storage_options=so, previous_rows=previous[1] if previous else None, mapper=mapper)
+    result = evaluate(specs, files, storage_options=so, previous_rows=previous[1] if previous else None, mapper=mapper,
+                      schema=_version_schema(uri, v, so))
     stem = f"check-{Path(uri.rstrip('/')).name}-v{v}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
     reports = save(result, report_dir, stem)
     return _judge(result, reports, f"{dataset}@{v} does not meet its expectations", console, time.time() - t0)

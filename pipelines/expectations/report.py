@@ -9,6 +9,7 @@ every result, unstyled.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,18 @@ def save(result: Any, folder: str | Path, stem: str) -> list[str]:
     json_path = base / f"{stem}.expectations.json"
     html_path = base / f"{stem}.expectations.html"
     fs.write_bytes(str(json_path), json.dumps(result.to_json_dict(), indent=2, default=str).encode())
+    # GE's renderer logs a traceback for a result it cannot draw in full (a distinct-values result
+    # without unexpected_percent, as GE itself returns it): the page is still written, and the
+    # JSON has every value, so that noise stays out of the user's terminal
+    render_log = logging.getLogger("great_expectations.render")
+    level = render_log.level
+    render_log.setLevel(logging.CRITICAL)
     try:
         html = DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result))
     except Exception as exc:  # a renderer bug must not hide the verdict: the JSON has it all
         html = f"<html><body><p>Data Docs could not be rendered ({type(exc).__name__}: {exc}); see {json_path.name}</p></body></html>"
+    finally:
+        render_log.setLevel(level)
     fs.write_bytes(str(html_path), html.encode())
     return [str(json_path), str(html_path)]
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .aggregates import UNIQUE, Agg
+from .aggregates import metrics as aggregate_metrics
 from .evaluate import GatePlan, Partial, _Validator, duplicates, exception_message
 from .spec import instantiate
 
@@ -32,8 +34,9 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def finish(plan: GatePlan, total: Partial, previous_rows: int | None) -> Any:
-    """The validation result of every expectation of ``plan`` on the merged ``total``."""
+def finish(plan: GatePlan, total: Partial, previous_rows: int | None, reduced: dict[int, tuple[int, int]] | None = None) -> Any:
+    """The validation result of every expectation of ``plan`` on the merged ``total``;
+    ``reduced``: each aggregate expectation's (distinct values, rows repeating a value)."""
     from great_expectations import __version__ as gx_version
     from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
 
@@ -64,6 +67,8 @@ def finish(plan: GatePlan, total: Partial, previous_rows: int | None) -> Any:
             outcome = _map_outcome(total.maps.get(i), getattr(expectation, "mostly", 1.0))
         elif method == "rows":
             outcome = expectation._validate({ROW_COUNT: total.rows})
+        elif method == "aggregate":
+            outcome = _aggregate_outcome(spec, expectation, total.aggs.get(i) or Agg(), (reduced or {}).get(i, (0, 0)))
         else:
             metrics = {ROW_COUNT: total.rows, ALLOWED_ROWS: total.allowed.get(i, 0), DUPLICATE_ROWS: duplicates(total, i), PREVIOUS_ROWS: previous_rows}
             outcome = expectation._validate(metrics)
@@ -94,10 +99,23 @@ def finish(plan: GatePlan, total: Partial, previous_rows: int | None) -> Any:
     )
 
 
+def _aggregate_outcome(spec: Any, expectation: Any, agg: Agg, reduced: tuple[int, int]) -> dict[str, Any]:
+    """GE's own verdict on the exact merged metrics (:mod:`.aggregates`)."""
+    distinct, dup_rows = reduced
+    if spec.type in UNIQUE:  # a map expectation: rows sharing their value are unexpected
+        return _map_outcome({"element_count": agg.rows, "nonnull_count": agg.n, "unexpected_count": dup_rows, "partial": []},
+                            getattr(expectation, "mostly", 1.0))
+    return dict(expectation._validate(aggregate_metrics(spec, agg, distinct, dup_rows)))
+
+
 def _map_outcome(counts: dict[str, Any] | None, mostly: float | None) -> dict[str, Any]:
     """GE's verdict for a map expectation from counts over every batch: vacuously true without
     non-null rows, else (non-null - unexpected) / non-null >= mostly."""
     counts = counts or {"element_count": 0, "nonnull_count": 0, "unexpected_count": 0, "partial": []}
+    if counts.get("column_failure") is not None:  # the column itself failed (its type), whatever its rows
+        return {"success": False, "result": {"observed_value": counts["column_failure"]}}
+    if counts.get("column_observed") is not None:  # ... or passed as a whole
+        return {"success": True, "result": {"observed_value": counts["column_observed"]}}
     element, nonnull, unexpected = counts["element_count"], counts["nonnull_count"], counts["unexpected_count"]
     mostly = 1.0 if mostly is None else float(mostly)
     success = element == 0 or nonnull == 0 or (nonnull - unexpected) / nonnull >= mostly
@@ -137,6 +155,13 @@ def observed(result: Any) -> str:
         return text
     value = r.get("observed_value")
     details = r.get("details") or {}
+    if value is None and (r.get("partial_unexpected_list") or r.get("partial_missing_list")):  # distinct values vs a set
+        parts = []
+        if r.get("partial_unexpected_list"):
+            parts.append(f"{r.get('unexpected_count')} distinct value(s) not in the set: {[_short(v) for v in r['partial_unexpected_list'][:20]]}")
+        if r.get("partial_missing_list"):
+            parts.append(f"{r.get('missing_count')} value(s) of the set missing from the column: {[_short(v) for v in r['partial_missing_list'][:20]]}")
+        return "; ".join(parts)
     if isinstance(value, float):
         value = f"{value:.6g}"
     text = f"observed {value}"

@@ -1,0 +1,221 @@
+"""Exact column aggregates for the publish gate, computed per part and merged: no sample.
+
+Great Expectations judges a column aggregate expectation from one or two metrics
+(``column.max``, ``column.distinct_values.count``, ...). For the expectations listed in
+:data:`METRICS` curate computes those metrics exactly over every row, part by part (each part in
+its own task), merges them, and lets the GE expectation's own ``_validate`` judge the merged
+metrics, so the verdict and the observed value are GE's own on the whole data:
+
+- min, max, sum, mean, standard deviation: merged per part (counts, sums, and the mean and sum of
+  squared deviations by Chan's parallel algorithm); NaN counts as null, as in pandas.
+- distinct values against a ``value_set``: the values outside the set (exactly, by value) and the
+  set's values seen.
+- the number and share of distinct values, and the uniqueness of a column or of compound columns
+  (a map expectation: rows whose value another row has too are unexpected, with ``mostly``): every
+  part counts its 64-bit value hashes and writes them, partitioned by hash into buckets, to files
+  beside the data; one task per bucket adds the counts up. No process ever holds every value; two
+  different values share a hash with probability under ``n**2 / 2**65`` (n distinct values).
+
+An expectation with a ``row_condition`` is evaluated by the general path instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import uuid
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import fs
+
+#: expectation type -> the GE metrics its verdict is computed from (curate computes them exactly)
+NUMERIC = {
+    "expect_column_max_to_be_between": "column.max",
+    "expect_column_min_to_be_between": "column.min",
+    "expect_column_sum_to_be_between": "column.sum",
+    "expect_column_mean_to_be_between": "column.mean",
+    "expect_column_stdev_to_be_between": "column.standard_deviation",
+}
+SETS = ("expect_column_distinct_values_to_be_in_set", "expect_column_distinct_values_to_contain_set", "expect_column_distinct_values_to_equal_set")
+DISTINCT = ("expect_column_unique_value_count_to_be_between", "expect_column_proportion_of_unique_values_to_be_between")
+UNIQUE = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
+METRICS = (*NUMERIC, *SETS, *DISTINCT, *UNIQUE)
+#: rows per hash bucket (a bucket's counts are added up in one task)
+BUCKET_ROWS = 4_000_000
+
+
+def eligible(spec: Any) -> bool:
+    return spec.type in METRICS and not spec.kwargs.get("row_condition")
+
+
+def buckets_for(total_rows: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(1, total_rows) / BUCKET_ROWS)))
+
+
+@dataclasses.dataclass
+class Agg:
+    """One expectation's aggregates over some rows."""
+
+    rows: int = 0  # rows seen (element_count)
+    n: int = 0  # non-null (and non-NaN) values, or compound rows not ignored
+    lo: Any = None
+    hi: Any = None
+    total: Any = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    outside: set[Any] = dataclasses.field(default_factory=set)  # distinct values not in value_set
+    seen: set[Any] = dataclasses.field(default_factory=set)  # values of value_set that occur
+    spills: list[str] = dataclasses.field(default_factory=list)  # hash-count files, bucket in name
+
+
+def merge_agg(a: Agg, b: Agg) -> Agg:
+    out = Agg(rows=a.rows + b.rows, n=a.n + b.n, outside=a.outside | b.outside, seen=a.seen | b.seen, spills=a.spills + b.spills)
+    out.lo = b.lo if a.lo is None else a.lo if b.lo is None else min(a.lo, b.lo)
+    out.hi = b.hi if a.hi is None else a.hi if b.hi is None else max(a.hi, b.hi)
+    out.total = a.total + b.total
+    if a.n and b.n:  # Chan et al.: the mean and squared deviations of the union
+        delta = b.mean - a.mean
+        out.mean = a.mean + delta * b.n / out.n
+        out.m2 = a.m2 + b.m2 + delta * delta * a.n * b.n / out.n
+    else:
+        out.mean, out.m2 = (a.mean, a.m2) if a.n else (b.mean, b.m2)
+    return out
+
+
+def non_null(table: pa.Table, column: str) -> pa.Array:
+    """The column's non-null values, NaN counted as null (as pandas does)."""
+    arr = table.column(column).combine_chunks()
+    if pa.types.is_floating(arr.type):
+        arr = pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), arr)
+    return pc.drop_null(arr)
+
+
+def add_batch(agg: Agg, spec: Any, table: pa.Table, spill: Any) -> None:
+    """Add one batch's rows to ``agg``; ``spill(hashes, counts)`` keeps hash counts aside."""
+    from .._textops import hash_column
+
+    kw = spec.kwargs
+    agg.rows += table.num_rows
+    if spec.type == "expect_compound_columns_to_be_unique":
+        cols = kw["column_list"]
+        present = [pc.is_valid(table.column(c)) for c in cols]
+        any_valid = present[0]
+        for p in present[1:]:
+            any_valid = pc.or_(any_valid, p)
+        kept = table.filter(any_valid)  # GE ignores a row whose values are all missing
+        h = np.zeros(kept.num_rows, np.uint64)
+        for k, c in enumerate(cols):  # nulls hash apart from every value (marked by a second hash)
+            col = kept.column(c)
+            hv = hash_column(col, seed=k + 1) ^ np.where(pc.is_null(col).to_numpy(zero_copy_only=False), np.uint64(0x9E3779B97F4A7C15), np.uint64(0))
+            h = (h * np.uint64(0x100000001B3)) ^ hv
+        agg.n += kept.num_rows
+        spill(*np.unique(h, return_counts=True))
+        return
+    values = non_null(table, kw["column"])
+    agg.n += len(values)
+    if not len(values):
+        return
+    if spec.type in NUMERIC:
+        mm = pc.min_max(values)
+        lo, hi = mm["min"].as_py(), mm["max"].as_py()
+        agg.lo = lo if agg.lo is None else min(agg.lo, lo)
+        agg.hi = hi if agg.hi is None else max(agg.hi, hi)
+        if spec.type in ("expect_column_sum_to_be_between", "expect_column_mean_to_be_between", "expect_column_stdev_to_be_between"):
+            nums = values.to_numpy(zero_copy_only=False)
+            total = int(nums.sum()) if np.issubdtype(nums.dtype, np.integer) else float(nums.astype(np.float64).sum())
+            part = Agg(n=len(nums), total=total, mean=float(nums.astype(np.float64).mean()),
+                       m2=float(((nums.astype(np.float64) - nums.astype(np.float64).mean()) ** 2).sum()))
+            before = Agg(n=agg.n - len(nums), total=agg.total, mean=agg.mean, m2=agg.m2)
+            merged = merge_agg(before, part)
+            agg.total, agg.mean, agg.m2 = merged.total, merged.mean, merged.m2
+        return
+    if spec.type in SETS:
+        wanted = list(kw.get("value_set") or [])
+        distinct = pc.unique(values).to_pylist()
+        allowed = set(wanted)
+        agg.seen |= {v for v in distinct if v in allowed}
+        agg.outside |= {v for v in distinct if v not in allowed}
+        return
+    spill(*np.unique(hash_column(values), return_counts=True))
+
+
+def spill_counts(root: str, i: int, buckets: int, hashes: np.ndarray, counts: np.ndarray, so: dict[str, str]) -> list[str]:
+    """Write one part's (hash, count) pairs of expectation ``i`` into bucket files under ``root``."""
+    out = []
+    bucket = (hashes >> np.uint64(40)) % np.uint64(buckets) if buckets > 1 else np.zeros(len(hashes), np.uint64)
+    for b in range(buckets):
+        sel = bucket == b
+        if not sel.any():
+            continue
+        buf = io.BytesIO()
+        np.savez(buf, h=hashes[sel], c=counts[sel].astype(np.int64))
+        uri = fs.join(root, f"e{i}", f"b{b}", f"{uuid.uuid4().hex}.npz")
+        fs.write_bytes(uri, buf.getvalue(), so)
+        out.append(uri)
+    return out
+
+
+def reduce_bucket(files: list[str], so: dict[str, str]) -> tuple[int, int]:
+    """(distinct values, rows whose value another row has too) of one bucket's files."""
+    hs, cs = [], []
+    for uri in files:
+        with np.load(io.BytesIO(fs.read_bytes(uri, so))) as z:
+            hs.append(z["h"])
+            cs.append(z["c"])
+    if not hs:
+        return 0, 0
+    h, c = np.concatenate(hs), np.concatenate(cs)
+    order = np.argsort(h, kind="stable")
+    h, c = h[order], c[order]
+    starts = np.flatnonzero(np.concatenate([[True], h[1:] != h[:-1]]))
+    per_value = np.add.reduceat(c, starts)
+    return len(per_value), int(per_value[per_value > 1].sum())
+
+
+def bucket_groups(agg_spills: dict[int, list[str]]) -> list[tuple[int, list[str]]]:
+    """The reduce work: (expectation, files of one bucket) pairs."""
+    out = []
+    for i, files in agg_spills.items():
+        by_bucket: dict[str, list[str]] = {}
+        for uri in files:
+            by_bucket.setdefault(uri.rsplit("/", 2)[-2], []).append(uri)
+        out += [(i, group) for _, group in sorted(by_bucket.items())]
+    return out
+
+
+def metrics(spec: Any, agg: Agg, distinct: int, dup_rows: int) -> dict[str, Any]:
+    """The GE metrics of ``spec`` from the merged aggregates (and the reduced hash counts)."""
+    if spec.type in NUMERIC:
+        value: Any
+        name = NUMERIC[spec.type]
+        if agg.n == 0:
+            value = None
+        elif name == "column.max":
+            value = agg.hi
+        elif name == "column.min":
+            value = agg.lo
+        elif name == "column.sum":
+            value = agg.total
+        elif name == "column.mean":
+            value = agg.mean
+        else:
+            value = math.sqrt(agg.m2 / (agg.n - 1)) if agg.n > 1 else float("nan")
+        return {name: value}
+    if spec.type in SETS:
+        wanted = list(spec.kwargs.get("value_set") or [])
+        outside = sorted(agg.outside, key=repr)
+        missing = [v for v in wanted if v not in agg.seen]
+        return {
+            "column.distinct_values.not_in_set": outside, "column.distinct_values.not_in_set.count": len(outside),
+            "column.distinct_values.missing_from_column": missing, "column.distinct_values.missing_from_column.count": len(missing),
+        }
+    if spec.type == "expect_column_unique_value_count_to_be_between":
+        return {"column.distinct_values.count": distinct}
+    if spec.type == "expect_column_proportion_of_unique_values_to_be_between":
+        return {"column.unique_proportion": distinct / agg.n if agg.n else 0.0}
+    return {}

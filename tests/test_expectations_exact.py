@@ -1,0 +1,178 @@
+"""The publish gate against Great Expectations itself: data made here in several shards, evaluated
+by curate in several parts and hash buckets (with a sample far smaller than the data, so that any
+expectation still decided on a sample would miss the single planted violations), and by GE on the
+whole table as one pandas frame. Same verdict and same observed value for every case.
+
+Also a version with no rows and no shards (judged on its schema, as GE judges an empty frame)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from curate.pipelines.expectations import aggregates
+from curate.pipelines.expectations import evaluate as ev
+from curate.pipelines.expectations.gate import evaluate
+from curate.pipelines.expectations.spec import parse_expectations
+from curate.pipelines.yamlsource import Located
+
+pytest.importorskip("great_expectations")
+
+ROWS, SHARDS = 6_000, 6
+
+
+def make_tables() -> list[pa.Table]:
+    rng = np.random.default_rng(7)
+    n = ROWS
+    ids = [f"doc-{i}" for i in range(n)]
+    ids[4321] = "doc-17"  # one duplicate pair
+    score = rng.normal(0.5, 0.1, n)
+    score[5555] = 9.5  # one outlier
+    score[[10, 20, 30]] = np.nan  # NaN is null for GE on pandas
+    lang = np.array(["en", "de", "fr"])[rng.integers(0, 3, n)].astype(object)
+    lang[3333] = "xx"  # one value outside the set
+    lang[[5, 6]] = None
+    n_int = rng.integers(0, 1000, n)
+    a, b = rng.integers(0, 50, n), rng.integers(0, 200, n)
+    table = pa.table({
+        "id": ids, "score": score, "lang": pa.array(lang, pa.string()), "n": n_int,
+        "a": a, "b": b, "text": [f"text {i % 4000}" for i in range(n)],
+    })
+    step = n // SHARDS
+    return [table.slice(k * step, step) for k in range(SHARDS)]
+
+
+CASES: list[dict[str, Any]] = [
+    {"expect_column_max_to_be_between": {"column": "score", "max_value": 5}},
+    {"expect_column_max_to_be_between": {"column": "score", "max_value": 10}},
+    {"expect_column_min_to_be_between": {"column": "n", "min_value": 0}},
+    {"expect_column_sum_to_be_between": {"column": "n", "min_value": 1, "max_value": 10**9}},
+    {"expect_column_mean_to_be_between": {"column": "score", "min_value": 0.4, "max_value": 0.6}},
+    {"expect_column_stdev_to_be_between": {"column": "score", "max_value": 0.2}},
+    {"expect_column_distinct_values_to_be_in_set": {"column": "lang", "value_set": ["en", "de", "fr"]}},
+    {"expect_column_distinct_values_to_be_in_set": {"column": "lang", "value_set": ["en", "de", "fr", "xx"]}},
+    {"expect_column_distinct_values_to_contain_set": {"column": "lang", "value_set": ["en", "it"]}},
+    {"expect_column_distinct_values_to_equal_set": {"column": "lang", "value_set": ["en", "de", "fr", "xx"]}},
+    {"expect_column_unique_value_count_to_be_between": {"column": "text", "min_value": 4000, "max_value": 4000}},
+    {"expect_column_unique_value_count_to_be_between": {"column": "id", "min_value": ROWS}},
+    {"expect_column_proportion_of_unique_values_to_be_between": {"column": "text", "min_value": 0.6}},
+    {"expect_column_proportion_of_unique_values_to_be_between": {"column": "score", "min_value": 0.99}},
+    {"expect_column_values_to_be_unique": {"column": "id"}},
+    {"expect_column_values_to_be_unique": {"column": "id", "mostly": 0.99}},
+    {"expect_column_values_to_be_unique": {"column": "text"}},
+    {"expect_compound_columns_to_be_unique": {"column_list": ["a", "b"]}},
+    {"expect_compound_columns_to_be_unique": {"column_list": ["id", "n"]}},
+    {"expect_column_values_to_be_of_type": {"column": "n", "type_": "str"}},
+    {"expect_column_values_to_be_of_type": {"column": "n", "type_": "int64"}},
+    {"expect_column_values_to_be_in_type_list": {"column": "score", "type_list": ["int64", "str"]}},
+    {"expect_column_values_to_be_in_type_list": {"column": "score", "type_list": ["float64"]}},
+]
+
+
+def specs(items: list[dict[str, Any]]) -> list[Any]:
+    return parse_expectations(items, Located("test.yaml", items, {}), Path("."))
+
+
+def ge_results(frame: Any, items: list[dict[str, Any]]) -> list[Any]:
+    import great_expectations as gx
+    from great_expectations.expectations.registry import get_expectation_impl
+
+    ctx = gx.get_context(mode="ephemeral")
+    batch = ctx.data_sources.add_pandas("p").add_dataframe_asset("a").add_batch_definition_whole_dataframe("b").get_batch(
+        batch_parameters={"dataframe": frame})
+    out = []
+    for item in items:
+        (name, kwargs), = item.items()
+        out.append(batch.validate(get_expectation_impl(name)(**kwargs), result_format="SUMMARY"))
+    return out
+
+
+def same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    if isinstance(a, list) and isinstance(b, list):
+        return sorted(map(repr, a)) == sorted(map(repr, b))
+    return bool(a == b)
+
+
+def test_every_exact_expectation_agrees_with_great_expectations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ev, "TASK_ROWS", 2_000)  # 3 parts
+    monkeypatch.setattr(ev, "BATCH_ROWS", 700)  # several batches per shard
+    monkeypatch.setattr(aggregates, "BUCKET_ROWS", 1_000)  # 8 hash buckets
+    monkeypatch.setenv("CURATE_EXPECTATIONS_SAMPLE_ROWS", "100")  # a sample would miss the planted rows
+    tables = make_tables()
+    files = []
+    for i, t in enumerate(tables):
+        pq.write_table(t, tmp_path / f"part-{i}.parquet")
+        files.append((str(tmp_path / f"part-{i}.parquet"), t.num_rows))
+    ours = evaluate(specs(CASES), files).results
+    theirs = ge_results(pa.concat_tables(tables).to_pandas(), CASES)
+    disagree = []
+    for item, got, want in zip(CASES, ours, theirs):
+        (name, kwargs), = item.items()
+        assert got.meta["curate"]["method"] == "exact", (name, got.meta)
+        if got.success != want.success:
+            disagree.append((name, kwargs, "verdict", got.success, want.success))
+        for key in ("observed_value", "unexpected_count", "element_count", "missing_count"):
+            if key in want.result and not same(got.result.get(key), want.result[key]):
+                disagree.append((name, kwargs, key, got.result.get(key), want.result[key]))
+    assert not disagree, "\n".join(map(str, disagree))
+    # the planted rows are what failed
+    verdicts = [r.success for r in ours]
+    assert verdicts[0] is False and verdicts[1] is True and verdicts[14] is False and verdicts[15] is True and verdicts[19] is False
+
+
+def test_a_version_with_no_rows_is_judged_on_its_schema_as_ge_judges_an_empty_frame(tmp_path: Path) -> None:
+    schema = pa.schema([("id", pa.string()), ("lang", pa.string()), ("score", pa.float64())])
+    items: list[dict[str, Any]] = [
+        {"expect_column_values_to_be_unique": {"column": "id"}},
+        {"expect_column_distinct_values_to_be_in_set": {"column": "lang", "value_set": ["en"]}},
+        {"expect_column_values_to_not_be_null": {"column": "id"}},
+        {"expect_column_median_to_be_between": {"column": "score", "min_value": 0}},
+    ]
+    ours = evaluate(specs(items), [], schema=schema).results
+    theirs = ge_results(schema.empty_table().to_pandas(), items)
+    assert [r.success for r in ours] == [r.success for r in theirs], ([r.result for r in ours], [r.result for r in theirs])
+    assert not any(r.exception_info.get("raised_exception") for r in ours), [r.exception_info for r in ours]
+
+
+def test_nan_is_null_in_the_duplicate_rate_as_in_ge(tmp_path: Path) -> None:
+    table = pa.table({"x": pa.array([1.0, float("nan"), float("nan"), None, 2.0, 2.0], pa.float64())})
+    pq.write_table(table, tmp_path / "p.parquet")
+    (result,) = evaluate(specs([{"curate_duplicate_rate": {"column": "x", "max_rate": 0.2}}]), [(str(tmp_path / "p.parquet"), 6)]).results
+    assert result.result["observed_value"] == pytest.approx(1 / 6) and result.success  # only the second 2.0 repeats
+
+
+def test_the_gate_in_curate_run_catches_the_single_bad_row_on_real_ray(tmp_path: Path) -> None:
+    from helpers import run_cli, write_pipeline
+
+    tables = make_tables()
+    (tmp_path / "in").mkdir()
+    for i, t in enumerate(tables):
+        pq.write_table(t, tmp_path / "in" / f"part-{i}.parquet")
+    pipe = write_pipeline(tmp_path / "p.yaml", f"""input: {{format: parquet, paths: [{tmp_path}/in]}}
+stages:
+  - length_filter: {{min_chars: 1}}
+output: {{dataset: {tmp_path}/out}}
+ray: {{num_cpus: 2}}
+expectations:
+  - expect_column_max_to_be_between: {{column: score, max_value: 5}}
+  - expect_column_values_to_be_unique: {{column: id}}
+  - expect_column_distinct_values_to_be_in_set: {{column: lang, value_set: [en, de, fr]}}
+  - expect_column_sum_to_be_between: {{column: n, min_value: 1}}
+""")
+    out = run_cli("run", str(pipe), "--no-progress", cwd=tmp_path, env={"CURATE_EXPECTATIONS_SAMPLE_ROWS": "100"}, timeout=600)
+    assert out.returncode == 5, out.stderr
+    text = " ".join(out.stderr.split())
+    assert "expect_column_max_to_be_between" in text and "9.5" in text
+    assert "expect_column_values_to_be_unique" in text and "2 unexpected" in text
+    assert "expect_column_distinct_values_to_be_in_set" in text and "xx" in text
+    assert "expect_column_sum_to_be_between" not in text.split("the failed ones:")[1]
+    assert "An unexpected Exception occurred during data docs rendering" not in text
+    assert not (tmp_path / "out" / "_delta_log").exists() and not list((tmp_path / "out").glob("_curate_gate/*"))
