@@ -176,3 +176,17 @@ expectations:
     assert "expect_column_sum_to_be_between" not in text.split("the failed ones:")[1]
     assert "An unexpected Exception occurred during data docs rendering" not in text
     assert not (tmp_path / "out" / "_delta_log").exists() and not list((tmp_path / "out").glob("_curate_gate/*"))
+
+
+def test_curate_check_with_an_unknown_column_is_a_usage_error_with_a_suggestion(tmp_path: Path) -> None:
+    from deltalake import write_deltalake
+    from helpers import run_cli
+
+    write_deltalake(str(tmp_path / "ds"), pa.table({"id": ["a", "b"], "score": [0.1, 0.2]}))
+    (tmp_path / "e.yaml").write_text("- expect_column_max_to_be_between: {column: scor, max_value: 1}\n"
+                                     "- expect_column_values_to_not_be_null: {column: idd}\n", encoding="utf-8")
+    out = run_cli("check", str(tmp_path / "ds"), "--expectations", str(tmp_path / "e.yaml"), "--report-dir", str(tmp_path / "r"), cwd=tmp_path)
+    text = " ".join(out.stderr.split())
+    assert out.returncode == 2, out.stderr
+    assert "column 'scor' is not in" in text and "did you mean 'score'?" in text
+    assert "column 'idd' is not in" in text and "did you mean 'id'?" in text  # every problem at once

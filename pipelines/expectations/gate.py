@@ -160,9 +160,14 @@ def check_version(specs: list[ExpectationSpec], dataset: str, version: int | Non
     from deltalake import DeltaTable
 
     v = int(DeltaTable(uri, version=version, storage_options=so or None).version())
+    schema = _version_schema(uri, v, so)
+    if schema is not None:  # a column the version lacks is a mistake in the expectations (exit 2), not a failed check
+        from .spec import check_columns
+
+        check_columns(specs, list(schema.names), where=f"{dataset}@{v}")
     previous = _version_files(uri, v - 1, so) if v > 0 else None
     result = evaluate(specs, files, storage_options=so, previous_rows=previous[1] if previous else None, mapper=mapper,
-                      schema=_version_schema(uri, v, so))
+                      schema=schema)
     stem = f"check-{Path(uri.rstrip('/')).name}-v{v}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
     reports = save(result, report_dir, stem)
     return _judge(result, reports, f"{dataset}@{v} does not meet its expectations", console, time.time() - t0)

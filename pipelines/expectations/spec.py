@@ -228,7 +228,7 @@ def _kwarg_errors(spec: ExpectationSpec, impl: Any, exc: Exception) -> list[str]
 DEFAULT_COLUMNS = {"curate_language_share": "language", "curate_duplicate_rate": "text"}
 
 
-def check_columns(specs: list[ExpectationSpec], columns: list[str]) -> None:
+def check_columns(specs: list[ExpectationSpec], columns: list[str], where: str = "the output") -> None:
     """Every column an expectation names is one the output will have (the plan check's columns);
     else a :class:`ConfigError` per unknown column, before Ray starts."""
     problems = []
@@ -243,7 +243,7 @@ def check_columns(specs: list[ExpectationSpec], columns: list[str]) -> None:
             if isinstance(col, str) and col not in columns:
                 close = difflib.get_close_matches(col, columns, n=1, cutoff=0.6)
                 problems.append(ConfigError(
-                    f"{spec.where}: {spec.key}.{key}: column {col!r} is not in the output; its columns: {', '.join(columns)}",
+                    f"{spec.where}: {spec.key}.{key}: column {col!r} is not in {where}; its columns: {', '.join(columns)}",
                     hint=f"did you mean {close[0]!r}?" if close else "carry the column from the input (input.keep_fields) or name an output column",
                 ))
     if problems:
