@@ -53,14 +53,14 @@ def _specs_from_version(dataset: str, version: int | None) -> list[Any]:
               help="A YAML/JSON file: a list of expectations (the pipeline file's vocabulary) or a Great Expectations suite.")
 @click.option("--pipeline", "pipeline_file", type=click.Path(dir_okay=False), default=None,
               help="Take the expectations (and the report folder, run.log_dir) from this pipeline file.")
-@click.option("--report-dir", default=None, help="Where the JSON and Data Docs HTML reports go [default: the pipeline's run.log_dir, else .curate/runs].")
+@click.option("--report-dir", default=None, help="Where the JSON and HTML reports go [default: the pipeline's run.log_dir, else .curate/runs].")
 def check(dataset_ref: str, expectations_file: str | None, pipeline_file: str | None, report_dir: str | None) -> None:
     """Validate DATASET at a version (default: latest) against expectations, as the publish gate does.
 
     The expectations come from --expectations FILE, from --pipeline FILE's `expectations:`, or
     else from the version's commit metadata (those its run's gate evaluated). Prints each failed
-    expectation with its observed value and saves the validation result as JSON and Data Docs
-    HTML. Exit 0: every critical expectation passed; 5: one failed; 2: bad expectations or
+    expectation with its observed value and saves the validation result as JSON and an HTML
+    page. Exit 0: every critical expectation passed; 5: one failed; 2: bad expectations or
     options; 4: no such dataset or version.
     """
     from rich.console import Console

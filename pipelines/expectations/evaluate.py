@@ -186,6 +186,7 @@ def merge(a: Partial, b: Partial) -> Partial:
             continue
         out.maps[i] = {k: x[k] + y[k] for k in ("element_count", "nonnull_count", "unexpected_count")}
         out.maps[i]["partial"] = (x["partial"] + y["partial"])[:PARTIAL_VALUES]
+        out.maps[i]["ids"] = (x.get("ids", []) + y.get("ids", []))[:PARTIAL_VALUES]
         for key in ("column_failure", "column_observed"):
             if x.get(key) is not None or y.get(key) is not None:
                 out.maps[i][key] = x.get(key) if x.get(key) is not None else y.get(key)
@@ -282,6 +283,8 @@ def evaluate_part(plan: GatePlan, files: list[tuple[str, int]], storage_options:
         names = pf.schema_arrow.names
         part.schema = part.schema or pf.schema_arrow
         columns = None if wanted is None else [c for c in wanted if c in names]
+        if columns is not None and maps is not None and "id" in names and "id" not in columns:
+            columns.append("id")  # the report names the rows that failed by their id
         keep = None if sample_columns is None else [c for c in sample_columns if c in names]
         picks = (_file_sample(uri, pf.metadata.num_rows, plan, _bytes_per_row(pf, keep)) if plan.indices("sample")
                  else np.empty(0, np.int64))
@@ -300,7 +303,8 @@ def evaluate_part(plan: GatePlan, files: list[tuple[str, int]], storage_options:
                     samples.append(chosen)
             offset += n
             if maps is not None:
-                _add_map_results(part, maps.validate(table.to_pandas()))
+                ids = table.column("id") if "id" in table.schema.names else None
+                _add_map_results(part, maps.validate(table.to_pandas()), ids)
             _add_aggregates(part, plan, table, counted, names)
             for i in plan.indices("curate"):
                 spec = plan.specs[i]
@@ -356,7 +360,7 @@ def reduce_part(plan: GatePlan, group: tuple[int, list[str]], storage_options: d
     return i, distinct, dups
 
 
-def _add_map_results(part: Partial, results: dict[int, Any]) -> None:
+def _add_map_results(part: Partial, results: dict[int, Any], ids: pa.ChunkedArray | None = None) -> None:
     for i, r in results.items():
         raised = exception_message(r)
         if raised is not None:
@@ -377,6 +381,9 @@ def _add_map_results(part: Partial, results: dict[int, Any]) -> None:
         entry["unexpected_count"] += int(res.get("unexpected_count") or 0)
         if len(entry["partial"]) < PARTIAL_VALUES:
             entry["partial"] = (entry["partial"] + list(res.get("partial_unexpected_list") or []))[:PARTIAL_VALUES]
+        at = [int(x) for x in res.get("partial_unexpected_index_list") or [] if isinstance(x, (int, np.integer))]
+        if ids is not None and at and len(entry.setdefault("ids", [])) < PARTIAL_VALUES:
+            entry["ids"] = (entry["ids"] + [str(v) for v in ids.take(pa.array(at)).to_pylist()])[:PARTIAL_VALUES]
 
 
 def _clean_observed(value: Any) -> Any:

@@ -3,7 +3,7 @@
 ``curate run`` calls :func:`gate_staged` after every shard is written and before the Delta
 commit that publishes them; ``curate check`` calls :func:`check_version` on a committed version.
 Both evaluate with :func:`evaluate` (parts of the data in parallel through ``mapper``: Ray tasks
-in a run, in-process for ``curate check``), save the result as JSON and Data Docs HTML, and
+in a run, in-process for ``curate check``), save the result as JSON and an HTML page, and
 either return its summary (recorded in the commit metadata) or raise
 :class:`ExpectationsFailedError` (exit 5) listing each failed expectation with its observed value.
 """
@@ -84,7 +84,7 @@ def _judge(result: Any, reports: list[str], what: str, console: Console, seconds
         log.info("%s: expectations failed:\n%s", what, "\n".join(lines))  # (info: `curate check` has no log file)
         raise ExpectationsFailedError(
             f"{what}: {headline(result)}; the failed ones:\n" + "\n".join(lines),
-            hint=f"the validation result: {reports[0]} (Data Docs: {reports[1]})",
+            hint=f"the validation result: {reports[0]} (page: {reports[1]})",
             summary=info,
             reports=reports,
         )
@@ -137,7 +137,7 @@ def gate_staged(specs: list[ExpectationSpec], main_uri: str, main_files: list[di
     schema = _version_schema(main_uri, None, storage_options) if latest is not None and mode == "append" else None
     result = evaluate(specs, files, storage_options=storage_options, previous_rows=previous_rows, mapper=mapper,
                       spill_uri=fs.join(main_uri, "_curate_gate"), schema=schema)
-    reports = save(result, Path(log_file).parent, run_id)
+    reports = save(result, Path(log_file).parent, run_id, subject=f"{main_uri}, run {run_id} (staged, before publishing)")
     return _judge(result, reports, "the publish gate failed, nothing was published", console, time.time() - t0)
 
 
@@ -169,5 +169,5 @@ def check_version(specs: list[ExpectationSpec], dataset: str, version: int | Non
     result = evaluate(specs, files, storage_options=so, previous_rows=previous[1] if previous else None, mapper=mapper,
                       schema=schema)
     stem = f"check-{Path(uri.rstrip('/')).name}-v{v}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
-    reports = save(result, report_dir, stem)
+    reports = save(result, report_dir, stem, subject=f"{dataset}@{v}")
     return _judge(result, reports, f"{dataset}@{v} does not meet its expectations", console, time.time() - t0)

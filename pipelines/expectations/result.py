@@ -130,6 +130,7 @@ def _map_outcome(counts: dict[str, Any] | None, mostly: float | None) -> dict[st
             "missing_percent": 100.0 * missing / element if element else None,
             "unexpected_percent_total": 100.0 * unexpected / element if element else None,
             "partial_unexpected_list": counts["partial"],
+            **({"partial_unexpected_ids": counts["ids"]} if counts.get("ids") else {}),
         },
     }
 
@@ -152,6 +153,8 @@ def observed(result: Any) -> str:
             text += f" ({pct:.3g}%" + (f" of the non-null; {r['missing_count']} null)" if r.get("missing_count") else ")")
         if r.get("partial_unexpected_list"):
             text += f", e.g. {[_short(v) for v in r['partial_unexpected_list'][:5]]}"
+        if r.get("partial_unexpected_ids"):
+            text += f"; rows (id) {r['partial_unexpected_ids'][:5]}"
         return text
     value = r.get("observed_value")
     details = r.get("details") or {}
@@ -162,6 +165,8 @@ def observed(result: Any) -> str:
         if r.get("partial_missing_list"):
             parts.append(f"{r.get('missing_count')} value(s) of the set missing from the column: {[_short(v) for v in r['partial_missing_list'][:20]]}")
         return "; ".join(parts)
+    if value is None and result.expectation_config.type.startswith("expect_column_distinct_values_"):
+        return "the distinct values are as expected"
     if isinstance(value, float):
         value = f"{value:.6g}"
     text = f"observed {value}"
