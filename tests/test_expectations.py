@@ -164,22 +164,24 @@ def test_row_count_and_sampled_expectations(tmp_path: Path, monkeypatch: pytest.
         {"expect_table_row_count_to_equal": {"value": 601}},
         {"expect_column_mean_to_be_between": {"column": "n", "min_value": 100, "max_value": 500}},
         {"expect_column_median_to_be_between": {"column": "n", "min_value": 100, "max_value": 500}},
+        {"expect_column_most_common_value_to_be_in_set": {"column": "n", "value_set": list(range(600)), "ties_okay": True}},
     ]), files))
     rows = result["expect_table_row_count_to_be_between"]
     assert rows.success and rows.result["observed_value"] == 600 and rows.meta["curate"]["method"] == "exact"
     assert not result["expect_table_row_count_to_equal"].success
     mean = result["expect_column_mean_to_be_between"]  # merged exactly from every row, never sampled
     assert mean.meta["curate"]["method"] == "exact" and mean.result["observed_value"] == 299.5 and mean.success
-    median = result["expect_column_median_to_be_between"]
-    assert median.meta["curate"]["method"] == "sample" and median.meta["curate"]["sample_rows"] == 50
-    assert 100 <= median.result["observed_value"] <= 500 and median.success  # a uniform sample of 0..599
+    median = result["expect_column_median_to_be_between"]  # every value gathered below 10M rows: exact
+    assert median.meta["curate"]["method"] == "exact" and median.result["observed_value"] == 299.5 and median.success
+    common = result["expect_column_most_common_value_to_be_in_set"]  # still decided on a sample
+    assert common.meta["curate"]["method"] == "sample" and common.meta["curate"]["sample_rows"] == 50 and common.success
 
 
 def test_the_sample_reads_only_its_columns_and_stays_within_its_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CURATE_EXPECTATIONS_SAMPLE_ROWS", "50")
     monkeypatch.setattr(ev, "SAMPLE_BYTES", 20_000)
     files = shards(tmp_path, [pa.table({"n": list(range(300)), "blob": [os.urandom(1000) for _ in range(300)]}) for _ in range(2)])
-    mean = {"expect_column_median_to_be_between": {"column": "n", "min_value": 50, "max_value": 250}}
+    mean = {"expect_column_most_common_value_to_be_in_set": {"column": "n", "value_set": list(range(300)), "ties_okay": True}}
     narrow = evaluate(specs([mean]), files).results[0]  # reads `n` only: 8 bytes a row, 25 rows per shard
     assert narrow.success and narrow.meta["curate"] == {**narrow.meta["curate"], "method": "sample", "sample_rows": 50}
     wide = by_type(evaluate(specs([mean, {"expect_table_columns_to_match_set": {"column_set": ["n", "blob"]}}]), files))

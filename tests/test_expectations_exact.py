@@ -68,6 +68,10 @@ CASES: list[dict[str, Any]] = [
     {"expect_column_values_to_be_unique": {"column": "text"}},
     {"expect_compound_columns_to_be_unique": {"column_list": ["a", "b"]}},
     {"expect_compound_columns_to_be_unique": {"column_list": ["id", "n"]}},
+    {"expect_column_median_to_be_between": {"column": "score", "min_value": 0.45, "max_value": 0.55}},
+    {"expect_column_median_to_be_between": {"column": "n", "max_value": 400}},
+    {"expect_column_quantile_values_to_be_between": {"column": "n", "quantile_ranges": {
+        "quantiles": [0.05, 0.5, 0.95], "value_ranges": [[0, 100], [400, 600], [900, 1000]]}}},
     {"expect_column_values_to_be_of_type": {"column": "n", "type_": "str"}},
     {"expect_column_values_to_be_of_type": {"column": "n", "type_": "int64"}},
     {"expect_column_values_to_be_in_type_list": {"column": "score", "type_list": ["int64", "str"]}},
@@ -125,7 +129,7 @@ def test_every_exact_expectation_agrees_with_great_expectations(tmp_path: Path, 
     assert not disagree, "\n".join(map(str, disagree))
     # the planted rows are what failed
     verdicts = [r.success for r in ours]
-    assert verdicts[0] is False and verdicts[1] is True and verdicts[14] is False and verdicts[15] is True and verdicts[19] is False
+    assert verdicts[0] is False and verdicts[1] is True and verdicts[14] is False and verdicts[15] is True and verdicts[22] is False
 
 
 def test_a_version_with_no_rows_is_judged_on_its_schema_as_ge_judges_an_empty_frame(tmp_path: Path) -> None:
@@ -190,3 +194,20 @@ def test_curate_check_with_an_unknown_column_is_a_usage_error_with_a_suggestion(
     assert out.returncode == 2, out.stderr
     assert "column 'scor' is not in" in text and "did you mean 'score'?" in text
     assert "column 'idd' is not in" in text and "did you mean 'id'?" in text  # every problem at once
+
+
+def test_quantiles_past_the_exact_size_come_from_a_sketch_within_its_stated_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aggregates, "EXACT_QUANTILE_ROWS", 1_000)
+    monkeypatch.setattr(ev, "TASK_ROWS", 2_000)
+    rng = np.random.default_rng(3)
+    values = rng.lognormal(0, 1, 20_000)
+    files = []
+    for k in range(4):
+        pq.write_table(pa.table({"x": values[k * 5000:(k + 1) * 5000]}), tmp_path / f"p{k}.parquet")
+        files.append((str(tmp_path / f"p{k}.parquet"), 5000))
+    (median,) = evaluate(specs([{"expect_column_median_to_be_between": {"column": "x", "min_value": 0.5, "max_value": 2}}]), files).results
+    meta = median.meta["curate"]
+    assert meta["method"] == "approximate" and 0 < meta["rank_error"] < 0.01
+    rank = float((values <= median.result["observed_value"]).mean())  # the true rank of the value returned
+    assert abs(rank - 0.5) <= meta["rank_error"], (rank, meta)
+    assert median.success

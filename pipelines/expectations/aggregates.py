@@ -10,6 +10,9 @@ metrics, so the verdict and the observed value are GE's own on the whole data:
   squared deviations by Chan's parallel algorithm); NaN counts as null, as in pandas.
 - distinct values against a ``value_set``: the values outside the set (exactly, by value) and the
   set's values seen.
+- medians and quantiles: exact up to ``EXACT_QUANTILE_ROWS`` rows (every value is gathered, as
+  pandas would compute them); beyond, a mergeable KLL sketch (Apache DataSketches) per part, and
+  the result says ``approximate`` with its normalised rank error.
 - the number and share of distinct values, and the uniqueness of a column or of compound columns
   (a map expectation: rows whose value another row has too are unexpected, with ``mostly``): every
   part counts its 64-bit value hashes and writes them, partitioned by hash into buckets, to files
@@ -43,8 +46,13 @@ NUMERIC = {
 }
 SETS = ("expect_column_distinct_values_to_be_in_set", "expect_column_distinct_values_to_contain_set", "expect_column_distinct_values_to_equal_set")
 DISTINCT = ("expect_column_unique_value_count_to_be_between", "expect_column_proportion_of_unique_values_to_be_between")
+QUANTILES = {"expect_column_median_to_be_between": "column.median", "expect_column_quantile_values_to_be_between": "column.quantile_values"}
+#: up to this many rows, medians and quantiles are exact (8 bytes a value reach the driver);
+#: beyond, a KLL sketch of ``KLL_K`` (normalised rank error about 0.3%)
+EXACT_QUANTILE_ROWS = 10_000_000
+KLL_K = 800
 UNIQUE = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
-METRICS = (*NUMERIC, *SETS, *DISTINCT, *UNIQUE)
+METRICS = (*NUMERIC, *SETS, *DISTINCT, *UNIQUE, *QUANTILES)
 #: rows per hash bucket (a bucket's counts are added up in one task)
 BUCKET_ROWS = 4_000_000
 
@@ -71,10 +79,13 @@ class Agg:
     outside: set[Any] = dataclasses.field(default_factory=set)  # distinct values not in value_set
     seen: set[Any] = dataclasses.field(default_factory=set)  # values of value_set that occur
     spills: list[str] = dataclasses.field(default_factory=list)  # hash-count files, bucket in name
+    values: list[np.ndarray] = dataclasses.field(default_factory=list)  # for exact quantiles
+    sketch: bytes | None = None  # a serialised KLL sketch, for approximate ones
 
 
 def merge_agg(a: Agg, b: Agg) -> Agg:
-    out = Agg(rows=a.rows + b.rows, n=a.n + b.n, outside=a.outside | b.outside, seen=a.seen | b.seen, spills=a.spills + b.spills)
+    out = Agg(rows=a.rows + b.rows, n=a.n + b.n, outside=a.outside | b.outside, seen=a.seen | b.seen, spills=a.spills + b.spills,
+              values=a.values + b.values, sketch=_merge_sketches(a.sketch, b.sketch))
     out.lo = b.lo if a.lo is None else a.lo if b.lo is None else min(a.lo, b.lo)
     out.hi = b.hi if a.hi is None else a.hi if b.hi is None else max(a.hi, b.hi)
     out.total = a.total + b.total
@@ -85,6 +96,32 @@ def merge_agg(a: Agg, b: Agg) -> Agg:
     else:
         out.mean, out.m2 = (a.mean, a.m2) if a.n else (b.mean, b.m2)
     return out
+
+
+def _merge_sketches(a: bytes | None, b: bytes | None) -> bytes | None:
+    if a is None or b is None:
+        return a if b is None else b
+    from datasketches import kll_doubles_sketch
+
+    sketch = kll_doubles_sketch.deserialize(a)
+    sketch.merge(kll_doubles_sketch.deserialize(b))
+    return bytes(sketch.serialize())
+
+
+def sketch_part(agg: Agg) -> None:
+    """Turn one part's gathered values into a KLL sketch (when quantiles are approximate)."""
+    from datasketches import kll_doubles_sketch
+
+    sketch = kll_doubles_sketch(KLL_K)
+    for v in agg.values:
+        sketch.update(v.astype(np.float64))
+    agg.values, agg.sketch = [], _merge_sketches(agg.sketch, bytes(sketch.serialize()))
+
+
+def rank_error() -> float:
+    from datasketches import kll_doubles_sketch
+
+    return float(kll_doubles_sketch(KLL_K).normalized_rank_error(False))
 
 
 def non_null(table: pa.Table, column: str) -> pa.Array:
@@ -133,6 +170,9 @@ def add_batch(agg: Agg, spec: Any, table: pa.Table, spill: Any) -> None:
             before = Agg(n=agg.n - len(nums), total=agg.total, mean=agg.mean, m2=agg.m2)
             merged = merge_agg(before, part)
             agg.total, agg.mean, agg.m2 = merged.total, merged.mean, merged.m2
+        return
+    if spec.type in QUANTILES:
+        agg.values.append(values.to_numpy(zero_copy_only=False))
         return
     if spec.type in SETS:
         wanted = list(kw.get("value_set") or [])
@@ -214,8 +254,30 @@ def metrics(spec: Any, agg: Agg, distinct: int, dup_rows: int) -> dict[str, Any]
             "column.distinct_values.not_in_set": outside, "column.distinct_values.not_in_set.count": len(outside),
             "column.distinct_values.missing_from_column": missing, "column.distinct_values.missing_from_column.count": len(missing),
         }
+    if spec.type in QUANTILES:
+        return {QUANTILES[spec.type]: _quantile_metric(spec, agg)}
     if spec.type == "expect_column_unique_value_count_to_be_between":
         return {"column.distinct_values.count": distinct}
     if spec.type == "expect_column_proportion_of_unique_values_to_be_between":
         return {"column.unique_proportion": distinct / agg.n if agg.n else 0.0}
     return {}
+
+
+def _quantile_metric(spec: Any, agg: Agg) -> Any:
+    """The median, or the quantiles of ``quantile_ranges``, as pandas computes them (exact), or
+    from the merged sketch (approximate)."""
+    median = spec.type == "expect_column_median_to_be_between"
+    qs = [0.5] if median else list((spec.kwargs.get("quantile_ranges") or {}).get("quantiles") or [])
+    if agg.sketch is not None:
+        from datasketches import kll_doubles_sketch
+
+        sketch = kll_doubles_sketch.deserialize(agg.sketch)
+        got = [float(sketch.get_quantile(q)) for q in qs]
+        return got[0] if median else got
+    if not agg.values or agg.n == 0:
+        return None if median else [None] * len(qs)
+    values = np.concatenate(agg.values)
+    if median:
+        return float(np.median(values))
+    method = spec.kwargs.get("allow_relative_error") or "nearest"
+    return [v.item() if hasattr(v, "item") else v for v in np.quantile(values, qs, method=method)]

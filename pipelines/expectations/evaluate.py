@@ -24,7 +24,9 @@ Expectations validation result. How each expectation is evaluated (its ``method`
   (:mod:`.aggregates`).
 - ``exact`` (type checks, ``expect_column_values_to_be_of_type`` / ``_in_type_list``): GE judges a
   typed column (not object) by its dtype alone; any batch failing that way fails the expectation.
-- ``sample`` (everything else: medians, quantiles, most common values, ordering, z-scores,
+- ``exact`` or ``approximate`` (medians and quantiles: exact up to a size, beyond it from a
+  merged sketch with its rank error; :mod:`.aggregates`).
+- ``sample`` (everything else: most common values, ordering, z-scores,
   table-level column checks, and any expectation with a ``row_condition`` among the aggregate
   ones): GE validates one uniform random sample of at
   most ``SAMPLE_ROWS`` rows drawn across all shards (seeded by shard name, so reproducible). When
@@ -331,6 +333,10 @@ def evaluate_part(plan: GatePlan, files: list[tuple[str, int]], storage_options:
         part.dups[i] = part.dups.get(i, 0) + len(every) - len(distinct)  # repeats across batches
     if samples:
         part.sample = pa.concat_tables(samples, promote_options="permissive")
+    if plan.total_rows > aggregates.EXACT_QUANTILE_ROWS:  # too many values to gather: a sketch per part
+        for i in plan.indices("aggregate"):
+            if plan.specs[i].type in aggregates.QUANTILES and i in part.aggs:
+                aggregates.sketch_part(part.aggs[i])
     for i, pairs in counted.items():  # this part's hash counts, once per value, into bucket files
         if pairs and i not in part.errors:
             h, c = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])

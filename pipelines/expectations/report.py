@@ -74,7 +74,9 @@ def render_html(result: Any, subject: str = "") -> str:
         else:
             status = f"<td class='status {'fail' if severity == 'critical' else 'warn'}'>✗ failed ({html.escape(severity)})</td>"
         kwargs = ", ".join(f"{k}={_cut(v)!r}" for k, v in dict(cfg.kwargs).items() if k not in ("batch_id", "meta", "notes", "description"))
-        how = f"on a sample of {meta.get('sample_rows'):,} rows" if meta.get("method") == "sample" else "exact, every row"
+        how = (f"on a sample of {meta.get('sample_rows'):,} rows" if meta.get("method") == "sample" else
+               f"approximate (sketch of every row), rank error {meta.get('rank_error', 0):.2%}" if meta.get("method") == "approximate"
+               else "exact, every row")
         ids = (r.result or {}).get("partial_unexpected_ids") or []
         where = f"<br><span class=muted>{html.escape(str(meta['declared_at']))}</span>" if meta.get("declared_at") else ""
         out.append(f"<tr>{status}<td><code>{html.escape(cfg.type)}({html.escape(kwargs)})</code>{where}</td>"
@@ -92,7 +94,8 @@ def failure_lines(result: Any) -> list[str]:
         cfg = r.expectation_config
         meta = (r.meta or {}).get("curate", {})
         kwargs = ", ".join(f"{k}={v!r}" for k, v in dict(cfg.kwargs).items() if k not in ("batch_id", "meta", "notes", "description"))
-        how = f" [sample of {meta.get('sample_rows')} rows]" if meta.get("method") == "sample" else ""
+        how = (f" [sample of {meta.get('sample_rows')} rows]" if meta.get("method") == "sample" else
+               f" [approximate: rank error {meta.get('rank_error', 0):.2%}]" if meta.get("method") == "approximate" else "")
         where = f"{meta['declared_at']}: " if meta.get("declared_at") else ""
         lines.append(f"{where}{cfg.type}({kwargs}) failed{' (' + severity + ')' if severity != 'critical' else ''}: {observed(r)}{how}")
     return lines

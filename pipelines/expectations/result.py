@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .aggregates import UNIQUE, Agg
+from .aggregates import UNIQUE, Agg, rank_error
 from .aggregates import metrics as aggregate_metrics
 from .evaluate import GatePlan, Partial, _Validator, duplicates, exception_message
 from .spec import instantiate
@@ -68,7 +68,10 @@ def finish(plan: GatePlan, total: Partial, previous_rows: int | None, reduced: d
         elif method == "rows":
             outcome = expectation._validate({ROW_COUNT: total.rows})
         elif method == "aggregate":
-            outcome = _aggregate_outcome(spec, expectation, total.aggs.get(i) or Agg(), (reduced or {}).get(i, (0, 0)))
+            agg = total.aggs.get(i) or Agg()
+            outcome = _aggregate_outcome(spec, expectation, agg, (reduced or {}).get(i, (0, 0)))
+            if agg.sketch is not None:  # a quantile from the merged sketch: said so, with its error
+                meta.update(method="approximate", rank_error=rank_error())
         else:
             metrics = {ROW_COUNT: total.rows, ALLOWED_ROWS: total.allowed.get(i, 0), DUPLICATE_ROWS: duplicates(total, i), PREVIOUS_ROWS: previous_rows}
             outcome = expectation._validate(metrics)
@@ -194,6 +197,7 @@ def summary(result: Any) -> dict[str, Any]:
             "observed": observed(r),
             "method": meta.get("method"),
             **({"sample_rows": meta["sample_rows"]} if meta.get("method") == "sample" else {}),
+            **({"rank_error": meta["rank_error"]} if meta.get("method") == "approximate" else {}),
         })
     curate_meta = (result.meta or {}).get("curate", {})
     return {
