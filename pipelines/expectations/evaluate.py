@@ -17,7 +17,8 @@ Expectations validation result. How each expectation is evaluated (its ``method`
 - ``exact`` (row counts: ``expect_table_row_count_to_be_between`` / ``_to_equal``): the exact
   total row count, judged by the GE expectation's own ``_validate``.
 - ``exact`` (curate's checks, ``checks.py``): exact aggregates of every row (allowed-language
-  counts; 64-bit hashes for the duplicate rate: 8 bytes per distinct value reach the driver).
+  counts; the duplicate rate from 64-bit hash counts added up per hash bucket, as the
+  aggregates below: no process holds every value).
 - ``exact`` (``aggregate``: min, max, sum, mean, standard deviation, distinct values against a
   set, the number and share of distinct values, uniqueness of a column or of compound columns):
   exact metrics merged from every part, judged by the GE expectation itself
@@ -168,9 +169,6 @@ class Partial:
     rows: int = 0
     maps: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
     allowed: dict[int, int] = dataclasses.field(default_factory=dict)
-    #: the distinct value hashes of each part (united once, by :func:`duplicates`)
-    hashes: dict[int, list[np.ndarray]] = dataclasses.field(default_factory=dict)
-    dups: dict[int, int] = dataclasses.field(default_factory=dict)  # duplicates within each part
     errors: dict[int, str] = dataclasses.field(default_factory=dict)
     aggs: dict[int, aggregates.Agg] = dataclasses.field(default_factory=dict)
     sample: pa.Table | None = None
@@ -178,8 +176,8 @@ class Partial:
 
 
 def merge(a: Partial, b: Partial) -> Partial:
-    """The aggregates of both parts together (exact: counts add; each part's distinct hashes are
-    kept, to be united once by :func:`duplicates`)."""
+    """The aggregates of both parts together (exact: counts add, extremes compare, value sets
+    unite; hash counts stay in their bucket files, added up by :func:`reduce_part`)."""
     out = Partial(rows=a.rows + b.rows, errors={**b.errors, **a.errors}, schema=a.schema or b.schema)
     for i in {*a.maps, *b.maps}:
         x, y = a.maps.get(i), b.maps.get(i)
@@ -196,9 +194,6 @@ def merge(a: Partial, b: Partial) -> Partial:
         out.allowed[i] = a.allowed.get(i, 0) + b.allowed.get(i, 0)
     for i in {*a.aggs, *b.aggs}:
         out.aggs[i] = aggregates.merge_agg(a.aggs.get(i) or aggregates.Agg(), b.aggs.get(i) or aggregates.Agg())
-    for i in {*a.hashes, *b.hashes}:
-        out.hashes[i] = a.hashes.get(i, []) + b.hashes.get(i, [])
-        out.dups[i] = a.dups.get(i, 0) + b.dups.get(i, 0)
     samples = [t for t in (a.sample, b.sample) if t is not None and t.num_rows]
     out.sample = pa.concat_tables(samples, promote_options="permissive") if len(samples) > 1 else (samples[0] if samples else a.sample or b.sample)
     return out
@@ -276,9 +271,10 @@ def evaluate_part(plan: GatePlan, files: list[tuple[str, int]], storage_options:
     wanted = plan.columns()
     sample_columns = plan.columns(("sample",))
     maps = _Validator.get(plan, "map") if plan.indices("map") else None
-    hashes: dict[int, list[np.ndarray]] = {i: [] for i in plan.indices("curate") if plan.specs[i].type == "curate_duplicate_rate"}
     samples: list[pa.Table] = []
-    counted: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {i: [] for i in plan.indices("aggregate")}
+    # hash counts of the aggregate expectations and of the duplicate rate, spilled into buckets
+    counted: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {
+        i: [] for i in plan.indices("aggregate") + [j for j in plan.indices("curate") if plan.specs[j].type == "curate_duplicate_rate"]}
     for uri, rows in files:
         filesystem, path = fs.filesystem(uri, storage_options)
         pf = pq.ParquetFile(path, filesystem=filesystem)
@@ -323,14 +319,8 @@ def evaluate_part(plan: GatePlan, files: list[tuple[str, int]], storage_options:
                     part.allowed[i] = part.allowed.get(i, 0) + int(pc.sum(hit).as_py() or 0)
                 else:
                     h = hash_column(aggregates.non_null(table, column))  # NaN is null here too, as in GE's checks
-                    distinct = np.unique(h)
-                    part.dups[i] = part.dups.get(i, 0) + len(h) - len(distinct)  # repeats inside the batch
-                    hashes[i].append(distinct)
-    for i, chunks in hashes.items():
-        every = np.concatenate(chunks) if chunks else np.empty(0, np.uint64)
-        distinct = np.unique(every)
-        part.hashes[i] = [distinct]
-        part.dups[i] = part.dups.get(i, 0) + len(every) - len(distinct)  # repeats across batches
+                    part.aggs.setdefault(i, aggregates.Agg()).n += len(h)
+                    counted[i].append(np.unique(h, return_counts=True))
     if samples:
         part.sample = pa.concat_tables(samples, promote_options="permissive")
     if plan.total_rows > aggregates.EXACT_QUANTILE_ROWS:  # too many values to gather: a sketch per part
@@ -341,7 +331,7 @@ def evaluate_part(plan: GatePlan, files: list[tuple[str, int]], storage_options:
         if pairs and i not in part.errors:
             h, c = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
             values, inverse = np.unique(h, return_inverse=True)
-            part.aggs[i].spills += aggregates.spill_counts(plan.spill_uri, i, plan.buckets, values, np.bincount(inverse, weights=c).astype(np.int64),
+            part.aggs.setdefault(i, aggregates.Agg()).spills += aggregates.spill_counts(plan.spill_uri, i, plan.buckets, values, np.bincount(inverse, weights=c).astype(np.int64),
                                                            plan.storage_options)
     return part
 
@@ -405,11 +395,3 @@ def exception_message(result: Any) -> str | None:
         if rec.get("raised_exception"):
             return str(rec.get("exception_message") or "the expectation raised an exception")
     return None
-
-
-def duplicates(total: Partial, i: int) -> int:
-    """Rows of expectation ``i``'s column repeating an earlier row's value: the repeats within each
-    part plus those across parts (one sort of every part's distinct hashes)."""
-    parts = total.hashes.get(i, [])
-    every = np.concatenate(parts) if parts else np.empty(0, np.uint64)
-    return total.dups.get(i, 0) + len(every) - len(np.unique(every))

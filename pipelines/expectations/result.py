@@ -14,7 +14,7 @@ from typing import Any
 
 from .aggregates import UNIQUE, Agg, rank_error
 from .aggregates import metrics as aggregate_metrics
-from .evaluate import GatePlan, Partial, _Validator, duplicates, exception_message
+from .evaluate import GatePlan, Partial, _Validator, exception_message
 from .spec import instantiate
 
 BLOCKING = "critical"
@@ -73,7 +73,9 @@ def finish(plan: GatePlan, total: Partial, previous_rows: int | None, reduced: d
             if agg.sketch is not None:  # a quantile from the merged sketch: said so, with its error
                 meta.update(method="approximate", rank_error=rank_error())
         else:
-            metrics = {ROW_COUNT: total.rows, ALLOWED_ROWS: total.allowed.get(i, 0), DUPLICATE_ROWS: duplicates(total, i), PREVIOUS_ROWS: previous_rows}
+            # rows repeating an earlier row's value: non-null rows less distinct values
+            repeats = (total.aggs[i].n - (reduced or {}).get(i, (0, 0))[0]) if i in total.aggs else 0
+            metrics = {ROW_COUNT: total.rows, ALLOWED_ROWS: total.allowed.get(i, 0), DUPLICATE_ROWS: repeats, PREVIOUS_ROWS: previous_rows}
             outcome = expectation._validate(metrics)
         result = {k: _clean(v) if not isinstance(v, (list, dict)) else v for k, v in (outcome.get("result") or {}).items()}
         if "partial_unexpected_list" in result:
