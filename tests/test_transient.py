@@ -145,21 +145,23 @@ def test_an_outage_fails_the_run_then_every_row_is_published_once_without_redoin
     shown = " ".join(run_cli("show", str(tmp_path / "out")).stdout.split())
     assert "pending: 1 rows failed for a transient reason, kept aside for the next run: flaky 1 (service_down: http://127.0.0.1:9" in shown
 
-    # 4. nothing new in the input; the service is back: since_version: last retries the kept row
+    # 4. one new row, and the service is back: since_version: last retries the kept row with it
+    #    (the two reach the stages together: the new row has no `work` yet, the kept one has)
+    _write_source(tmp_path / "src", ["r6"], "append")
     (tmp_path / "DOWN").unlink()
     fourth = run_cli("run", str(pipe), "--no-progress", cwd=tmp_path)
     assert fourth.returncode == 0, fourth.stderr
     df = pl.read_delta(str(tmp_path / "out"))
-    assert sorted(df["id"]) == ["r0", "r1", "r2", "r3", "r4", "r5"] and df["id"].n_unique() == 6
-    assert df.filter(pl.col("id") == "r5")["work"].to_list() == ["TEXT OF R5"]
-    assert _costly_ids(tmp_path) == ["r0", "r1", "r2", "r3", "r4", "r5"]  # r5's work was not redone
+    assert sorted(df["id"]) == ["r0", "r1", "r2", "r3", "r4", "r5", "r6"] and df["id"].n_unique() == 7
+    assert df.filter(pl.col("id").is_in(["r5", "r6"])).sort("id")["work"].to_list() == ["TEXT OF R5", "TEXT OF R6"]
+    assert _costly_ids(tmp_path) == ["r0", "r1", "r2", "r3", "r4", "r5", "r6"]  # r5's work was not redone
     run = _last_run(tmp_path)
-    assert run["pending"] is None and run["retried"]["files"] == 1 and run["rows"] == 1  # type: ignore[index]
+    assert run["pending"] is None and run["retried"]["files"] == 1 and run["rows"] == 2  # type: ignore[index]
 
     # 5. and again: nothing pending, nothing new -> nothing more is published
     fifth = run_cli("run", str(pipe), "--no-progress", cwd=tmp_path)
     assert fifth.returncode == 0, fifth.stderr
-    assert pl.read_delta(str(tmp_path / "out")).height == 6
+    assert pl.read_delta(str(tmp_path / "out")).height == 7
 
 
 def test_an_unreachable_generation_engine_fails_the_run_naming_the_url(tmp_path: Path) -> None:
