@@ -184,10 +184,12 @@ def test_the_sample_reads_only_its_columns_and_stays_within_its_bytes(tmp_path: 
     mean = {"expect_column_most_common_value_to_be_in_set": {"column": "n", "value_set": list(range(300)), "ties_okay": True}}
     narrow = evaluate(specs([mean]), files).results[0]  # reads `n` only: 8 bytes a row, 25 rows per shard
     assert narrow.success and narrow.meta["curate"] == {**narrow.meta["curate"], "method": "sample", "sample_rows": 50}
-    wide = by_type(evaluate(specs([mean, {"expect_table_columns_to_match_set": {"column_set": ["n", "blob"]}}]), files))
-    # a table-level expectation needs every column: ~1 KB a row, 20 KB -> 9 rows per shard
-    assert wide["expect_table_columns_to_match_set"].success
-    assert wide["expect_table_columns_to_match_set"].meta["curate"]["sample_rows"] == 18
+    both = by_type(evaluate(specs([mean, {"expect_table_columns_to_match_set": {"column_set": ["n", "blob"]}},
+                                   {"expect_table_column_count_to_equal": {"value": 3}}]), files))
+    # the table's columns are judged on the schema, exactly: the sample still reads `n` only
+    assert both["expect_table_columns_to_match_set"].success and both["expect_table_columns_to_match_set"].meta["curate"]["method"] == "exact"
+    assert not both["expect_table_column_count_to_equal"].success and both["expect_table_column_count_to_equal"].result["observed_value"] == 2
+    assert both["expect_column_most_common_value_to_be_in_set"].meta["curate"]["sample_rows"] == 50
 
 
 def test_curate_language_share(tmp_path: Path) -> None:

@@ -72,6 +72,9 @@ CASES: list[dict[str, Any]] = [
     {"expect_column_median_to_be_between": {"column": "n", "max_value": 400}},
     {"expect_column_quantile_values_to_be_between": {"column": "n", "quantile_ranges": {
         "quantiles": [0.05, 0.5, 0.95], "value_ranges": [[0, 100], [400, 600], [900, 1000]]}}},
+    {"expect_table_columns_to_match_set": {"column_set": ["id", "score", "lang", "n", "a", "b", "text"]}},
+    {"expect_table_column_count_to_be_between": {"min_value": 8}},
+    {"expect_column_to_exist": {"column": "lang"}},
     {"expect_column_values_to_be_of_type": {"column": "n", "type_": "str"}},
     {"expect_column_values_to_be_of_type": {"column": "n", "type_": "int64"}},
     {"expect_column_values_to_be_in_type_list": {"column": "score", "type_list": ["int64", "str"]}},
@@ -129,7 +132,7 @@ def test_every_exact_expectation_agrees_with_great_expectations(tmp_path: Path, 
     assert not disagree, "\n".join(map(str, disagree))
     # the planted rows are what failed
     verdicts = [r.success for r in ours]
-    assert verdicts[0] is False and verdicts[1] is True and verdicts[14] is False and verdicts[15] is True and verdicts[22] is False
+    assert verdicts[0] is False and verdicts[1] is True and verdicts[14] is False and verdicts[15] is True and verdicts[25] is False
 
 
 def test_a_version_with_no_rows_is_judged_on_its_schema_as_ge_judges_an_empty_frame(tmp_path: Path) -> None:
@@ -139,6 +142,8 @@ def test_a_version_with_no_rows_is_judged_on_its_schema_as_ge_judges_an_empty_fr
         {"expect_column_distinct_values_to_be_in_set": {"column": "lang", "value_set": ["en"]}},
         {"expect_column_values_to_not_be_null": {"column": "id"}},
         {"expect_column_median_to_be_between": {"column": "score", "min_value": 0}},
+        {"expect_table_columns_to_match_set": {"column_set": ["id", "lang", "score"]}},
+        {"expect_column_mean_to_be_between": {"column": "score", "min_value": 0}},
     ]
     ours = evaluate(specs(items), [], schema=schema).results
     theirs = ge_results(schema.empty_table().to_pandas(), items)
@@ -211,3 +216,12 @@ def test_quantiles_past_the_exact_size_come_from_a_sketch_within_its_stated_erro
     rank = float((values <= median.result["observed_value"]).mean())  # the true rank of the value returned
     assert abs(rank - 0.5) <= meta["rank_error"], (rank, meta)
     assert median.success
+
+
+def test_an_aggregate_of_a_text_column_is_not_evaluated_as_in_ge_and_does_not_crash(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"t": ["a", "b"]}), tmp_path / "p.parquet")
+    items: list[dict[str, Any]] = [{"expect_column_mean_to_be_between": {"column": "t", "min_value": 0}}]
+    (ours,) = evaluate(specs(items), [(str(tmp_path / "p.parquet"), 2)]).results
+    (theirs,) = ge_results(pa.table({"t": ["a", "b"]}).to_pandas(), items)
+    assert ours.success is theirs.success is False
+    assert ours.exception_info["raised_exception"] and theirs.exception_info  # neither could evaluate it

@@ -23,12 +23,14 @@ Expectations validation result. How each expectation is evaluated (its ``method`
   set, the number and share of distinct values, uniqueness of a column or of compound columns):
   exact metrics merged from every part, judged by the GE expectation itself
   (:mod:`.aggregates`).
+- ``exact`` (``schema``: the table's columns: ``expect_column_to_exist``,
+  ``expect_table_columns_to_match_set`` / ``_ordered_list``, ``expect_table_column_count_*``):
+  GE judges an empty frame with the version's schema.
 - ``exact`` (type checks, ``expect_column_values_to_be_of_type`` / ``_in_type_list``): GE judges a
   typed column (not object) by its dtype alone; any batch failing that way fails the expectation.
 - ``exact`` or ``approximate`` (medians and quantiles: exact up to a size, beyond it from a
   merged sketch with its rank error; :mod:`.aggregates`).
-- ``sample`` (everything else: most common values, ordering, z-scores,
-  table-level column checks, and any expectation with a ``row_condition`` among the aggregate
+- ``sample`` (everything else: most common values, ordering, z-scores, and any expectation with a ``row_condition`` among the aggregate
   ones): GE validates one uniform random sample of at
   most ``SAMPLE_ROWS`` rows drawn across all shards (seeded by shard name, so reproducible). When
   the data has no more rows than that, the sample is every row and the result is exact.
@@ -70,6 +72,11 @@ NOT_PER_BATCH = {
     "expect_column_values_to_not_be_outliers",
 }
 ROW_COUNT_TYPES = {"expect_table_row_count_to_be_between", "expect_table_row_count_to_equal"}
+#: expectations on the table's columns alone (not its rows): judged by GE on the schema, exactly
+SCHEMA_TYPES = {
+    "expect_column_to_exist", "expect_table_columns_to_match_set", "expect_table_columns_to_match_ordered_list",
+    "expect_table_column_count_to_equal", "expect_table_column_count_to_be_between",
+}
 PARTIAL_VALUES = 20
 
 
@@ -133,6 +140,8 @@ def method_of(spec: ExpectationSpec) -> str:
         return "rows"
     if aggregates.eligible(spec):
         return "aggregate"
+    if spec.type in SCHEMA_TYPES:
+        return "schema"
     impl = type(instantiate(spec))
     if issubclass(impl, (ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation)) and spec.type not in NOT_PER_BATCH:
         return "map"
@@ -344,8 +353,14 @@ def _add_aggregates(part: Partial, plan: GatePlan, table: pa.Table, counted: dic
         if missing:
             part.errors[i] = f"column {missing[0]!r} is not in the data (columns: {', '.join(names)})"
             continue
+        if i in part.errors:
+            continue
         agg = part.aggs.setdefault(i, aggregates.Agg())
-        aggregates.add_batch(agg, spec, table, lambda h, c, i=i: counted[i].append((h, c)))
+        try:
+            aggregates.add_batch(agg, spec, table, lambda h, c, i=i: counted[i].append((h, c)))
+        except (pa.ArrowException, TypeError, ValueError) as exc:  # e.g. a mean of a text column: as GE, not evaluated
+            part.errors[i] = f"{type(exc).__name__}: {exc}"
+            counted[i] = []
 
 
 def reduce_part(plan: GatePlan, group: tuple[int, list[str]], storage_options: dict[str, str]) -> tuple[int, int, int]:

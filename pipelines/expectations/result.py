@@ -49,13 +49,22 @@ def finish(plan: GatePlan, total: Partial, previous_rows: int | None, reduced: d
 
         sample = total.sample if total.sample is not None else (total.schema or pa.schema([])).empty_table()
         sampled = _Validator.get(plan, "sample").validate(sample.to_pandas())
+    schema_checked: dict[int, Any] = {}
+    if plan.indices("schema"):  # the columns alone: GE on an empty frame with the schema
+        import pyarrow as pa
+
+        schema_checked = _Validator.get(plan, "schema").validate((total.schema or pa.schema([])).empty_table().to_pandas())
     sample_n = 0 if total.sample is None else total.sample.num_rows
     for i, (spec, method) in enumerate(zip(plan.specs, plan.methods)):
         expectation = instantiate(spec)
         meta: dict[str, Any] = {"method": "exact", "rows": total.rows, "declared_at": spec.where}
         error = total.errors.get(i)
         outcome: dict[str, Any]
-        if method == "sample":
+        if method == "schema":
+            r = schema_checked[i]
+            error = exception_message(r)
+            outcome = {"success": bool(r.success), "result": r.result or {}}
+        elif method == "sample":
             r = sampled[i]
             error = exception_message(r)
             outcome = {"success": bool(r.success), "result": r.result or {}}
