@@ -25,6 +25,8 @@ Exit codes:
   3  bad input data (a malformed record with on_error: fail, or an unreadable input file)
   4  dataset missing or unreadable
   5  the publish gate failed: the output broke an expectation, nothing was published
+  6  too many rows failed for a transient reason (an engine or the network down):
+     nothing was published; run again when it is back (the rows are retried)
   130 interrupted (Ctrl-C): no version was written
 """
 
