@@ -52,6 +52,17 @@ def task_rows(paths: list[str], labels: list[str], first: int = 0) -> list[dict[
     ]
 
 
+def journal_task_rows(dataset_uri: str, paths: list[str], labels: list[str], first: int) -> list[dict[str, Any]]:
+    """:func:`task_rows` for pending files an earlier attempt's journal names (relative to the dataset)."""
+    return task_rows([fs.join(dataset_uri, PENDING_DIR, p) for p in paths], labels, first=first)
+
+
+def kept_aside_message(held: dict[str, Any]) -> str:
+    """What a run that published with rows kept aside tells the user (``held``: :func:`summary`)."""
+    by_stage = "; ".join(f"{k} {v:,} ({held.get('reasons', {}).get(k, '')})" for k, v in held.get("by_stage", {}).items())
+    return f"{held.get('rows', 0):,} rows failed for a transient reason and are kept aside, retried by the next run (since_version: last): {by_stage}"
+
+
 def read_task(item: dict[str, Any], storage_options: dict[str, str]) -> Iterator[pa.Table]:
     """The rows of one pending file as a reader gives them: new positions (unique in this run),
     the stage each resumes at (from the start when the pipeline no longer has that stage)."""

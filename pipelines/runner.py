@@ -161,7 +161,7 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
     tasks = [t for t in inputs.tasks if int(t["task"]) not in reused] + fed_back
     # rows an earlier attempt kept aside (failed for a transient reason) go in again, not its drops
     again, again_counts = pending.reused_pending(reused) if not has_global else ([], [])
-    tasks += pending.task_rows([fs.join(main_uri, pending.PENDING_DIR, p) for p in again], labels, first=len(fed_back))
+    tasks += pending.journal_task_rows(main_uri, again, labels, first=len(fed_back))
     if reused:
         msg = f"resuming: {len(reused)} of {len(inputs.tasks)} read tasks were finished by an earlier run ({', '.join(jr.reused_from) if jr else ''})"
         log.info(msg)
@@ -257,13 +257,7 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
         t_exec = time.time()
         pending.drop_zero_counts(totals)
         stage_stats = _stage_stats(labels, pipeline, totals, live_stats)
-        try:
-            pending.check_failures(stage_stats, {lb: st.settings.max_failed_fraction for lb, st in zip(labels, pipeline.stages)}, totals)
-        except TransientFailureError as exc:
-            log.error("%s", exc)
-            if jr is not None and has_global:  # its checkpoint holds the failed rows as dropped: start afresh
-                jr.discard()
-            raise
+        _check_transient(pipeline, labels, stage_stats, totals, jr if has_global else None)
         gate = None
         if pipeline.expectations:  # the publish gate, on the staged shards, in Ray tasks: raises if it fails
             from .execution.gate import ray_mapper
@@ -368,9 +362,7 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
         log.warning(msg)
         console.print(f"[yellow]warning:[/] {escape(msg)}", highlight=False)
     if pending_files:
-        held = pending.summary(pending_files, totals) or {}
-        msg = (f"{held.get('rows', 0):,} rows failed for a transient reason and are kept aside, retried by the next run "
-               f"(since_version: last): " + "; ".join(f"{k} {v:,} ({held.get('reasons', {}).get(k, '')})" for k, v in held.get("by_stage", {}).items()))
+        msg = pending.kept_aside_message(pending.summary(pending_files, totals) or {})
         log.warning(msg)
         console.print(f"[yellow]warning:[/] {escape(msg)}", highlight=False)
     if kept == 0:
@@ -395,6 +387,19 @@ def _explain_actor_restart_line(pipeline: Pipeline, console: Console) -> None:
             "crashes (run: max_retries); Ray warns that a restart needs the set-up data it keeps for the whole run.[/]",
             highlight=False,
         )
+
+
+def _check_transient(pipeline: Pipeline, labels: list[str], stage_stats: list[dict[str, Any]], totals: dict[str, Any],
+                     checkpointed: journal.Journal | None) -> None:
+    """Fail the run when a stage lost more rows to transient failures than it may; a journal
+    whose checkpoint holds those rows as dropped (before a global stage) is dropped: start afresh."""
+    try:
+        pending.check_failures(stage_stats, {lb: st.settings.max_failed_fraction for lb, st in zip(labels, pipeline.stages)}, totals)
+    except TransientFailureError as exc:
+        log.error("%s", exc)
+        if checkpointed is not None:
+            checkpointed.discard()
+        raise
 
 
 def _undo_commit(uri: str, version: int, run_id: str, so: dict[str, str]) -> None:
