@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import Pipeline, combine_errors
+from .config import Pipeline
+from .errors import combine_errors
 from .errors import ConfigError
 from .stage import PARENT_ID, Expand, GlobalStage, Stage, stage_kind
 
@@ -54,12 +55,12 @@ def check_columns(pipeline: Pipeline, input_columns: list[str], input_name: str)
                 available.setdefault(col, f"stage {label}")
         if isinstance(stage, Expand):
             available.setdefault(PARENT_ID, f"stage {label}")
+    if pipeline.expectations:  # the publish gate's columns are output columns
+        from .expectations.spec import column_problems
+
+        problems += column_problems(pipeline.expectations, list(available))
     if problems:
         raise combine_errors(problems)
-    if pipeline.expectations:  # the publish gate's columns are output columns
-        from .expectations.spec import check_columns as check_expectation_columns
-
-        check_expectation_columns(pipeline.expectations, list(available))
     return list(available)
 
 

@@ -157,7 +157,7 @@ def test_map_expectations_merge_exactly_across_parts_and_batches(tmp_path: Path,
 
 
 def test_row_count_and_sampled_expectations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CURATE_EXPECTATIONS_SAMPLE_ROWS", "50")
+    monkeypatch.setenv("CURATE_EXPECTATIONS_EXACT_ROWS", "50")
     files = shards(tmp_path, [pa.table({"n": list(range(k * 300, k * 300 + 300))}) for k in range(2)])
     result = by_type(evaluate(specs([
         {"expect_table_row_count_to_be_between": {"min_value": 600, "max_value": 600}},
@@ -165,6 +165,8 @@ def test_row_count_and_sampled_expectations(tmp_path: Path, monkeypatch: pytest.
         {"expect_column_mean_to_be_between": {"column": "n", "min_value": 100, "max_value": 500}},
         {"expect_column_median_to_be_between": {"column": "n", "min_value": 100, "max_value": 500}},
         {"expect_column_most_common_value_to_be_in_set": {"column": "n", "value_set": list(range(600)), "ties_okay": True}},
+        {"expect_column_value_z_scores_to_be_less_than": {"column": "n", "threshold": 3, "double_sided": True}},
+        {"expect_column_values_to_not_be_outliers": {"column": "n", "meta": {"sample_rows": 50}}},
     ]), files))
     rows = result["expect_table_row_count_to_be_between"]
     assert rows.success and rows.result["observed_value"] == 600 and rows.meta["curate"]["method"] == "exact"
@@ -173,15 +175,22 @@ def test_row_count_and_sampled_expectations(tmp_path: Path, monkeypatch: pytest.
     assert mean.meta["curate"]["method"] == "exact" and mean.result["observed_value"] == 299.5 and mean.success
     median = result["expect_column_median_to_be_between"]  # every value gathered below 10M rows: exact
     assert median.meta["curate"]["method"] == "exact" and median.result["observed_value"] == 299.5 and median.success
-    common = result["expect_column_most_common_value_to_be_in_set"]  # still decided on a sample
-    assert common.meta["curate"]["method"] == "sample" and common.meta["curate"]["sample_rows"] == 50 and common.success
+    common = result["expect_column_most_common_value_to_be_in_set"]  # value counts merged by value: exact
+    assert common.meta["curate"]["method"] == "exact" and common.success and len(common.result["observed_value"]) == 600
+    # z-scores need the whole column in one process: above the limit, never sampled unasked ...
+    z = result["expect_column_value_z_scores_to_be_less_than"]
+    assert not z.success and z.exception_info["raised_exception"]
+    assert "not evaluated" in z.exception_info["exception_message"] and "sample_rows" in z.exception_info["exception_message"]
+    # ... and judged on a sample of the size asked for when asked
+    outliers = result["expect_column_values_to_not_be_outliers"]
+    assert outliers.success and outliers.meta["curate"]["method"] == "sample" and outliers.meta["curate"]["sample_rows"] == 50
 
 
 def test_the_sample_reads_only_its_columns_and_stays_within_its_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CURATE_EXPECTATIONS_SAMPLE_ROWS", "50")
-    monkeypatch.setattr(ev, "SAMPLE_BYTES", 20_000)
+    monkeypatch.setenv("CURATE_EXPECTATIONS_EXACT_ROWS", "50")
+    monkeypatch.setattr(ev, "EXACT_BYTES", 20_000)
     files = shards(tmp_path, [pa.table({"n": list(range(300)), "blob": [os.urandom(1000) for _ in range(300)]}) for _ in range(2)])
-    mean = {"expect_column_most_common_value_to_be_in_set": {"column": "n", "value_set": list(range(300)), "ties_okay": True}}
+    mean = {"expect_column_value_z_scores_to_be_less_than": {"column": "n", "threshold": 3, "double_sided": True, "meta": {"sample_rows": 50}}}
     narrow = evaluate(specs([mean]), files).results[0]  # reads `n` only: 8 bytes a row, 25 rows per shard
     assert narrow.success and narrow.meta["curate"] == {**narrow.meta["curate"], "method": "sample", "sample_rows": 50}
     both = by_type(evaluate(specs([mean, {"expect_table_columns_to_match_set": {"column_set": ["n", "blob"]}},
@@ -189,7 +198,7 @@ def test_the_sample_reads_only_its_columns_and_stays_within_its_bytes(tmp_path: 
     # the table's columns are judged on the schema, exactly: the sample still reads `n` only
     assert both["expect_table_columns_to_match_set"].success and both["expect_table_columns_to_match_set"].meta["curate"]["method"] == "exact"
     assert not both["expect_table_column_count_to_equal"].success and both["expect_table_column_count_to_equal"].result["observed_value"] == 2
-    assert both["expect_column_most_common_value_to_be_in_set"].meta["curate"]["sample_rows"] == 50
+    assert both["expect_column_value_z_scores_to_be_less_than"].meta["curate"]["sample_rows"] == 50
 
 
 def test_curate_language_share(tmp_path: Path) -> None:

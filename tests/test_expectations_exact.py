@@ -40,9 +40,15 @@ def make_tables() -> list[pa.Table]:
     lang[[5, 6]] = None
     n_int = rng.integers(0, 1000, n)
     a, b = rng.integers(0, 50, n), rng.integers(0, 200, n)
+    seq = (np.arange(n) // 2).astype(np.float64)  # increasing, with ties
+    seq[1000] = 0  # out of order where two shards meet
+    seq[2700] = 5  # ... where two batches meet
+    seq[2350] = 1  # ... inside a batch
+    seq[[3000, 3001]] = np.nan  # a shard starting with nulls: compared from its first value
     table = pa.table({
         "id": ids, "score": score, "lang": pa.array(lang, pa.string()), "n": n_int,
         "a": a, "b": b, "text": [f"text {i % 4000}" for i in range(n)],
+        "seq": seq, "desc": np.arange(n, 0, -1),
     })
     step = n // SHARDS
     return [table.slice(k * step, step) for k in range(SHARDS)]
@@ -79,6 +85,26 @@ CASES: list[dict[str, Any]] = [
     {"expect_column_values_to_be_of_type": {"column": "n", "type_": "int64"}},
     {"expect_column_values_to_be_in_type_list": {"column": "score", "type_list": ["int64", "str"]}},
     {"expect_column_values_to_be_in_type_list": {"column": "score", "type_list": ["float64"]}},
+    {"expect_column_type_to_be": {"column": "n", "type_": "int64"}},
+    {"expect_column_type_to_be": {"column": "n", "type_": "float64"}},
+    {"expect_column_most_common_value_to_be_in_set": {"column": "lang", "value_set": ["en"]}},
+    {"expect_column_most_common_value_to_be_in_set": {"column": "text", "value_set": ["text 1", "text 2"], "ties_okay": True}},
+    {"expect_column_most_common_value_to_be_in_set": {"column": "text", "value_set": ["text 1", "text 2"]}},
+    {"expect_column_proportion_of_non_null_values_to_be_between": {"column": "lang", "min_value": 0.9999}},
+    {"expect_column_proportion_of_non_null_values_to_be_between": {"column": "score", "min_value": 0.99}},
+    {"expect_column_values_to_be_increasing": {"column": "seq"}},
+    {"expect_column_values_to_be_increasing": {"column": "seq", "mostly": 0.999}},
+    {"expect_column_values_to_be_increasing": {"column": "seq", "strictly": True, "mostly": 0.3}},
+    {"expect_column_values_to_be_decreasing": {"column": "desc", "strictly": True}},
+    {"expect_column_values_to_be_decreasing": {"column": "seq"}},
+    {"expect_column_value_z_scores_to_be_less_than": {"column": "score", "threshold": 5, "double_sided": True}},
+    {"expect_column_values_to_not_be_outliers": {"column": "n"}},
+    {"expect_column_max_to_be_between": {"column": "score", "max_value": 5, "row_condition": "n > 500", "condition_parser": "pandas"}},
+    {"expect_column_mean_to_be_between": {"column": "n", "min_value": 500, "row_condition": "lang == 'en'", "condition_parser": "pandas"}},
+    {"expect_column_values_to_be_unique": {"column": "id", "row_condition": "a < 25", "condition_parser": "pandas"}},
+    {"expect_column_distinct_values_to_be_in_set": {"column": "lang", "value_set": ["en"], "row_condition": "b > 100", "condition_parser": "pandas"}},
+    {"expect_column_most_common_value_to_be_in_set": {"column": "a", "value_set": [7], "row_condition": "b < 20", "condition_parser": "pandas"}},
+    {"expect_column_values_to_be_increasing": {"column": "seq", "row_condition": "a < 25", "condition_parser": "pandas"}},
 ]
 
 
@@ -103,8 +129,8 @@ def ge_results(frame: Any, items: list[dict[str, Any]]) -> list[Any]:
 def same(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-    if isinstance(a, list) and isinstance(b, list):
-        return sorted(map(repr, a)) == sorted(map(repr, b))
+    if isinstance(a, list) and isinstance(b, list):  # numpy scalars (GE) compared as Python values
+        return sorted(repr(getattr(v, "item", lambda v=v: v)()) for v in a) == sorted(repr(getattr(v, "item", lambda v=v: v)()) for v in b)
     return bool(a == b)
 
 
@@ -112,7 +138,6 @@ def test_every_exact_expectation_agrees_with_great_expectations(tmp_path: Path, 
     monkeypatch.setattr(ev, "TASK_ROWS", 2_000)  # 3 parts
     monkeypatch.setattr(ev, "BATCH_ROWS", 700)  # several batches per shard
     monkeypatch.setattr(aggregates, "BUCKET_ROWS", 1_000)  # 8 hash buckets
-    monkeypatch.setenv("CURATE_EXPECTATIONS_SAMPLE_ROWS", "100")  # a sample would miss the planted rows
     tables = make_tables()
     files = []
     for i, t in enumerate(tables):
@@ -133,6 +158,8 @@ def test_every_exact_expectation_agrees_with_great_expectations(tmp_path: Path, 
     # the planted rows are what failed
     verdicts = [r.success for r in ours]
     assert verdicts[0] is False and verdicts[1] is True and verdicts[14] is False and verdicts[15] is True and verdicts[25] is False
+    increasing = next(r for item, r in zip(CASES, ours) if item == CASES[CASES.index({"expect_column_values_to_be_increasing": {"column": "seq"}})])
+    assert not increasing.success and increasing.result["unexpected_count"] == 3  # the three planted, wherever they sit
 
 
 def test_a_version_with_no_rows_is_judged_on_its_schema_as_ge_judges_an_empty_frame(tmp_path: Path) -> None:
@@ -175,14 +202,21 @@ expectations:
   - expect_column_values_to_be_unique: {{column: id}}
   - expect_column_distinct_values_to_be_in_set: {{column: lang, value_set: [en, de, fr]}}
   - expect_column_sum_to_be_between: {{column: n, min_value: 1}}
+  - expect_column_min_to_be_between: {{column: score, min_value: 1, row_condition: "lang == 'xx'", condition_parser: pandas}}
+  - expect_column_most_common_value_to_be_in_set: {{column: text, value_set: ["text 1"]}}
 """)
-    out = run_cli("run", str(pipe), "--no-progress", cwd=tmp_path, env={"CURATE_EXPECTATIONS_SAMPLE_ROWS": "100"}, timeout=600)
+    out = run_cli("run", str(pipe), "--no-progress", cwd=tmp_path, timeout=600)
     assert out.returncode == 5, out.stderr
     text = " ".join(out.stderr.split())
     assert "expect_column_max_to_be_between" in text and "9.5" in text
     assert "expect_column_values_to_be_unique" in text and "2 unexpected" in text
     assert "expect_column_distinct_values_to_be_in_set" in text and "xx" in text
-    assert "expect_column_sum_to_be_between" not in text.split("the failed ones:")[1]
+    failed = text.split("the failed ones:")[1]
+    assert "expect_column_sum_to_be_between" not in failed
+    # the one row with lang 'xx' has a normal score (< 1): found among 6,000 by its condition
+    assert "expect_column_min_to_be_between" in failed and "lang == 'xx'" in failed
+    # 2,000 texts appear twice each: every one of them is a most common value, so no single one is
+    assert "expect_column_most_common_value_to_be_in_set" in failed
     assert "An unexpected Exception occurred during data docs rendering" not in text
     assert not (tmp_path / "out" / "_delta_log").exists() and not list((tmp_path / "out").glob("_curate_gate/*"))
 
@@ -193,12 +227,14 @@ def test_curate_check_with_an_unknown_column_is_a_usage_error_with_a_suggestion(
 
     write_deltalake(str(tmp_path / "ds"), pa.table({"id": ["a", "b"], "score": [0.1, 0.2]}))
     (tmp_path / "e.yaml").write_text("- expect_column_max_to_be_between: {column: scor, max_value: 1}\n"
-                                     "- expect_column_values_to_not_be_null: {column: idd}\n", encoding="utf-8")
+                                     "- expect_column_values_to_not_be_null: {column: idd}\n"
+                                     "- expect_column_mean_to_be_between: {column: score, min_valu: 0}\n", encoding="utf-8")
     out = run_cli("check", str(tmp_path / "ds"), "--expectations", str(tmp_path / "e.yaml"), "--report-dir", str(tmp_path / "r"), cwd=tmp_path)
     text = " ".join(out.stderr.split())
     assert out.returncode == 2, out.stderr
     assert "column 'scor' is not in" in text and "did you mean 'score'?" in text
-    assert "column 'idd' is not in" in text and "did you mean 'id'?" in text  # every problem at once
+    assert "column 'idd' is not in" in text and "did you mean 'id'?" in text  # every problem at once ...
+    assert "min_valu" in text and "did you mean 'min_value'" in text  # ... a bad kwarg too
 
 
 def test_quantiles_past_the_exact_size_come_from_a_sketch_within_its_stated_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

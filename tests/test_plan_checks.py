@@ -96,3 +96,17 @@ def test_an_audience_far_from_every_known_one_is_a_phrase_used_as_written(tmp_pa
 output: {{dataset: {tmp_path}/out}}
 """)
     assert code == 0, err
+
+
+def test_a_stage_column_problem_does_not_hide_an_expectation_column_problem(tmp_path: Path) -> None:
+    pytest.importorskip("great_expectations")
+    code, err = validate(tmp_path, f"""input: {{format: jsonl, paths: [{tmp_path}/in.jsonl]}}
+stages:
+  - exact_dedup: {{field: body}}
+output: {{dataset: {tmp_path}/out}}
+expectations:
+  - expect_column_values_to_not_be_null: {{column: txt}}
+""")
+    assert code == 2, err
+    assert "stage 'exact_dedup' reads column 'body'" in err
+    assert "column 'txt' is not in the output" in err and "did you mean 'text'?" in err

@@ -18,8 +18,13 @@ metrics, so the verdict and the observed value are GE's own on the whole data:
   part counts its 64-bit value hashes and writes them, partitioned by hash into buckets, to files
   beside the data; one task per bucket adds the counts up. No process ever holds every value; two
   different values share a hash with probability under ``n**2 / 2**65`` (n distinct values).
+- the most common value(s): every part counts its values and writes ``(value, count)`` pairs,
+  partitioned by the value's hash into buckets; one task per bucket adds them up by value and
+  returns its largest count with the values that have it (ties kept, as pandas' ``mode``).
+- the share of non-null values: non-null and row counts.
 
-An expectation with a ``row_condition`` is evaluated by the general path instead.
+A ``row_condition`` is applied to every batch with GE's own pandas filter before the batch is
+counted (:func:`condition_rows`), so the aggregates are those of the rows GE would keep.
 """
 
 from __future__ import annotations
@@ -52,13 +57,37 @@ QUANTILES = {"expect_column_median_to_be_between": "column.median", "expect_colu
 EXACT_QUANTILE_ROWS = 10_000_000
 KLL_K = 800
 UNIQUE = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
-METRICS = (*NUMERIC, *SETS, *DISTINCT, *UNIQUE, *QUANTILES)
+MODE = "expect_column_most_common_value_to_be_in_set"
+NONNULL = "expect_column_proportion_of_non_null_values_to_be_between"
+METRICS = (*NUMERIC, *SETS, *DISTINCT, *UNIQUE, *QUANTILES, MODE, NONNULL)
 #: rows per hash bucket (a bucket's counts are added up in one task)
 BUCKET_ROWS = 4_000_000
 
 
 def eligible(spec: Any) -> bool:
-    return spec.type in METRICS and not spec.kwargs.get("row_condition")
+    return spec.type in METRICS
+
+
+def condition_rows(table: pa.Table, spec: Any) -> pa.Table:
+    """The rows of ``table`` that the expectation's ``row_condition`` keeps (all without one),
+    chosen by GE's own pandas filter (the same ``query`` GE runs on a whole frame)."""
+    condition = spec.kwargs.get("row_condition")
+    if not condition or not table.num_rows:
+        return table
+    frame = table.to_pandas()  # a fresh RangeIndex: the kept rows' index is their row number
+    kept = _pandas_engine()._apply_row_condition_filter(frame, condition, dict(spec.kwargs))
+    return table.take(pa.array(kept.index.to_numpy(), pa.int64()))
+
+
+_ENGINE: list[Any] = []
+
+
+def _pandas_engine() -> Any:
+    if not _ENGINE:
+        from great_expectations.execution_engine import PandasExecutionEngine
+
+        _ENGINE.append(PandasExecutionEngine())
+    return _ENGINE[0]
 
 
 def buckets_for(total_rows: int) -> int:
@@ -155,7 +184,11 @@ def add_batch(agg: Agg, spec: Any, table: pa.Table, spill: Any) -> None:
         return
     values = non_null(table, kw["column"])
     agg.n += len(values)
-    if not len(values):
+    if not len(values) or spec.type == NONNULL:
+        return
+    if spec.type == MODE:  # this batch's (value, count) pairs, added up per part and spilled by value
+        counts = pc.value_counts(values)
+        spill(pa.table({"value": counts.field("values"), "count": counts.field("counts")}))
         return
     if spec.type in NUMERIC:
         mm = pc.min_max(values)
@@ -200,21 +233,71 @@ def spill_counts(root: str, i: int, buckets: int, hashes: np.ndarray, counts: np
     return out
 
 
-def reduce_bucket(files: list[str], so: dict[str, str]) -> tuple[int, int]:
-    """(distinct values, rows whose value another row has too) of one bucket's files."""
+def add_values(tables: list[pa.Table]) -> pa.Table:
+    """``(value, count)`` tables added up by value."""
+    table = pa.concat_tables(tables, promote_options="permissive")
+    summed = table.group_by("value").aggregate([("count", "sum")])
+    return summed.rename_columns(["value", "count"])
+
+
+def spill_values(root: str, i: int, buckets: int, table: pa.Table, so: dict[str, str]) -> list[str]:
+    """Write one part's ``(value, count)`` pairs of expectation ``i`` into bucket files (by the
+    value's hash) under ``root``."""
+    from .._textops import hash_column
+
+    out = []
+    hashes = hash_column(table.column("value"))
+    bucket = (hashes >> np.uint64(40)) % np.uint64(buckets) if buckets > 1 else np.zeros(len(hashes), np.uint64)
+    for b in range(buckets):
+        sel = np.flatnonzero(bucket == b)
+        if not len(sel):
+            continue
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table.take(pa.array(sel)))
+        uri = fs.join(root, f"e{i}", f"b{b}", f"{uuid.uuid4().hex}.arrow")
+        fs.write_bytes(uri, sink.getvalue().to_pybytes(), so)
+        out.append(uri)
+    return out
+
+
+def _reduce_values(files: list[str], so: dict[str, str]) -> tuple[int, int, tuple[int, list[Any]]]:
+    tables = [pa.ipc.open_file(pa.BufferReader(fs.read_bytes(uri, so))).read_all() for uri in files]
+    summed = add_values(tables)
+    if not summed.num_rows:
+        return 0, 0, (0, [])
+    top = int(pc.max(summed.column("count")).as_py())
+    modes = summed.filter(pc.equal(summed.column("count"), top)).column("value").to_pylist()
+    return summed.num_rows, 0, (top, modes)
+
+
+def merge_top(a: tuple[int, list[Any]] | None, b: tuple[int, list[Any]] | None) -> tuple[int, list[Any]] | None:
+    """The largest count and its values, of two buckets."""
+    if a is None or b is None:
+        return a if b is None else b
+    if a[0] != b[0]:
+        return a if a[0] > b[0] else b
+    return a[0], a[1] + b[1]
+
+
+def reduce_bucket(files: list[str], so: dict[str, str]) -> tuple[int, int, tuple[int, list[Any]] | None]:
+    """(distinct values, rows whose value another row has too, and for value counts the largest
+    count with its values) of one bucket's files."""
+    if files and files[0].endswith(".arrow"):
+        return _reduce_values(files, so)
     hs, cs = [], []
     for uri in files:
         with np.load(io.BytesIO(fs.read_bytes(uri, so))) as z:
             hs.append(z["h"])
             cs.append(z["c"])
     if not hs:
-        return 0, 0
+        return 0, 0, None
     h, c = np.concatenate(hs), np.concatenate(cs)
     order = np.argsort(h, kind="stable")
     h, c = h[order], c[order]
     starts = np.flatnonzero(np.concatenate([[True], h[1:] != h[:-1]]))
     per_value = np.add.reduceat(c, starts)
-    return len(per_value), int(per_value[per_value > 1].sum())
+    return len(per_value), int(per_value[per_value > 1].sum()), None
 
 
 def bucket_groups(agg_spills: dict[int, list[str]]) -> list[tuple[int, list[str]]]:
@@ -228,8 +311,12 @@ def bucket_groups(agg_spills: dict[int, list[str]]) -> list[tuple[int, list[str]
     return out
 
 
-def metrics(spec: Any, agg: Agg, distinct: int, dup_rows: int) -> dict[str, Any]:
-    """The GE metrics of ``spec`` from the merged aggregates (and the reduced hash counts)."""
+def metrics(spec: Any, agg: Agg, distinct: int, dup_rows: int, top: tuple[int, list[Any]] | None = None) -> dict[str, Any]:
+    """The GE metrics of ``spec`` from the merged aggregates (and the reduced hash or value counts)."""
+    if spec.type == NONNULL:
+        return {"column.non_null_proportion": agg.n / agg.rows if agg.rows else 0}
+    if spec.type == MODE:  # sorted, as pandas' mode
+        return {"column.most_common_value": sorted(top[1]) if top else []}
     if spec.type in NUMERIC:
         value: Any
         name = NUMERIC[spec.type]

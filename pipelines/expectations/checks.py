@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 from typing import Any, ClassVar, Optional
 
-from .spec import ge_environment
+from .environment import ge_environment
 
 #: the metrics curate computes for these checks (names of keys in ``_validate``'s ``metrics``)
 ROW_COUNT = "table.row_count"

@@ -13,10 +13,16 @@ from ..errors import ConfigError, CurateError
 from ..yamlsource import Located, load_yaml
 
 
-def _specs_from_file(path: str) -> list[Any]:
+def _specs_from_file(path: str, columns: tuple[list[str], str] | None = None) -> list[Any]:
     """Expectations from a file: a list in the pipeline file's vocabulary, a mapping with such an
-    ``expectations:`` list (e.g. a pipeline file), or a Great Expectations suite (JSON or YAML)."""
+    ``expectations:`` list (e.g. a pipeline file), or a Great Expectations suite (JSON or YAML).
+    ``columns``: the data's columns and their name, so that an unknown column is reported with
+    every other problem of the file."""
+    from functools import partial
+
     from .spec import parse_expectations
+
+    parse_expectations = partial(parse_expectations, columns=columns)
 
     if not Path(path).is_file():
         raise ConfigError(f"{path}: no such file", hint="--expectations names a YAML/JSON file of expectations or a GE suite")
@@ -45,6 +51,18 @@ def _specs_from_version(dataset: str, version: int | None) -> list[Any]:
         raise ConfigError(f"{dataset}@{v} was published without expectations: give them with --expectations FILE or --pipeline FILE")
     items = [{e["type"]: {**e.get("kwargs", {}), **({"severity": e["severity"]} if e.get("severity") not in (None, "critical") else {})}} for e in recorded]
     return parse_expectations(items, Located(f"{dataset}@{v} (recorded expectations)", items, {}), Path.cwd())
+
+
+def _columns(dataset: str, version: int | None) -> tuple[list[str], str] | None:
+    """The version's columns and its name (None when there is no such version: said later)."""
+    from .. import fs
+    from ..store import delta_schema, open_table
+
+    try:
+        v = int(open_table(dataset, version).version())
+        return list(delta_schema(fs.table_uri(dataset), v, {}).names), f"{dataset}@{v}"
+    except Exception:
+        return None
 
 
 @click.command("check")
@@ -84,7 +102,7 @@ def check(dataset_ref: str, expectations_file: str | None, pipeline_file: str | 
             if not specs:
                 raise ConfigError(f"{pipeline_file}: the pipeline has no `expectations:`")
         elif expectations_file:
-            specs = _specs_from_file(expectations_file)
+            specs = _specs_from_file(expectations_file, _columns(path, version))
         else:
             specs = _specs_from_version(path, version)
         if not specs:

@@ -13,27 +13,35 @@ Expectations validation result. How each expectation is evaluated (its ``method`
   validates every batch; the per-batch counts (rows, missing, unexpected) are added up and success
   is decided on the totals with GE's rule (``mostly``: (non-null - unexpected) / non-null >=
   mostly; vacuously true without non-null rows). ``partial_unexpected_list`` holds the first 20
-  unexpected values found.
+  unexpected values found, ``partial_unexpected_ids`` their rows' ``id``.
+- ``exact`` (ordering: ``expect_column_values_to_be_increasing`` / ``_decreasing``): as the map
+  expectations, and where two batches (or parts) meet, the first non-null value of the later one
+  is compared with the last of the earlier one (GE gives only the very first row a bye). The
+  order is the version's shard order, as a reader of the table sees it.
 - ``exact`` (row counts: ``expect_table_row_count_to_be_between`` / ``_to_equal``): the exact
   total row count, judged by the GE expectation's own ``_validate``.
 - ``exact`` (curate's checks, ``checks.py``): exact aggregates of every row (allowed-language
   counts; the duplicate rate from 64-bit hash counts added up per hash bucket, as the
   aggregates below: no process holds every value).
 - ``exact`` (``aggregate``: min, max, sum, mean, standard deviation, distinct values against a
-  set, the number and share of distinct values, uniqueness of a column or of compound columns):
-  exact metrics merged from every part, judged by the GE expectation itself
-  (:mod:`.aggregates`).
+  set, the number and share of distinct and of non-null values, the most common value,
+  uniqueness of a column or of compound columns; with or without a ``row_condition``): exact
+  metrics merged from every part, judged by the GE expectation itself (:mod:`.aggregates`).
 - ``exact`` (``schema``: the table's columns: ``expect_column_to_exist``,
   ``expect_table_columns_to_match_set`` / ``_ordered_list``, ``expect_table_column_count_*``):
   GE judges an empty frame with the version's schema.
-- ``exact`` (type checks, ``expect_column_values_to_be_of_type`` / ``_in_type_list``): GE judges a
-  typed column (not object) by its dtype alone; any batch failing that way fails the expectation.
+- ``exact`` (type checks, ``expect_column_values_to_be_of_type`` / ``_in_type_list``,
+  ``expect_column_type_to_be``): GE judges a typed column (not object) by its dtype alone; any
+  batch failing that way fails the expectation.
 - ``exact`` or ``approximate`` (medians and quantiles: exact up to a size, beyond it from a
   merged sketch with its rank error; :mod:`.aggregates`).
-- ``sample`` (everything else: most common values, ordering, z-scores, and any expectation with a ``row_condition`` among the aggregate
-  ones): GE validates one uniform random sample of at
-  most ``SAMPLE_ROWS`` rows drawn across all shards (seeded by shard name, so reproducible). When
-  the data has no more rows than that, the sample is every row and the result is exact.
+- ``whole`` (what needs statistics of the whole column before judging a row: z-scores,
+  outliers, KL divergence): GE validates every row of the columns they read, gathered in one
+  process, when the data has at most ``EXACT_ROWS`` rows and those columns about
+  ``EXACT_BYTES`` bytes: exact. Beyond that, curate never samples on its own: such an
+  expectation is "not evaluated" (a failure) unless it asks for a sample itself with
+  ``meta: {sample_rows: N}``; then GE judges a uniform random sample of N rows (seeded by shard
+  name, so reproducible), and the result says "sample of N rows".
 """
 
 from __future__ import annotations
@@ -58,19 +66,19 @@ BATCH_ROWS = 100_000
 BATCH_BYTES = 128 * 1024**2
 #: rows of shards per part (one Ray task each)
 TASK_ROWS = 1_000_000
-#: the most rows the ``sample`` expectations see (``CURATE_EXPECTATIONS_SAMPLE_ROWS`` overrides),
-#: and about the most bytes (uncompressed) of the columns they read
-SAMPLE_ROWS = 100_000
-SAMPLE_BYTES = 256 * 1024**2
-#: map expectations whose verdict depends on rows of other batches: evaluated on the sample
+#: the most rows (``CURATE_EXPECTATIONS_EXACT_ROWS`` overrides) and about the most bytes
+#: (uncompressed, of the columns they read) the ``whole`` expectations are judged on exactly
+EXACT_ROWS = 10_000_000
+EXACT_BYTES = 512 * 1024**2
+#: map expectations whose verdict depends on statistics of the whole column: the ``whole`` method
 NOT_PER_BATCH = {
-    "expect_column_values_to_be_unique",
-    "expect_compound_columns_to_be_unique",
-    "expect_column_values_to_be_increasing",
-    "expect_column_values_to_be_decreasing",
     "expect_column_value_z_scores_to_be_less_than",
     "expect_column_values_to_not_be_outliers",
 }
+#: map expectations comparing each value with the one before: per batch, and where batches meet
+ORDERED = {"expect_column_values_to_be_increasing": 1, "expect_column_values_to_be_decreasing": -1}
+#: judged by GE per batch on the column's dtype (a result without rows): as the map expectations
+COLUMN_TYPE = {"expect_column_type_to_be"}
 ROW_COUNT_TYPES = {"expect_table_row_count_to_be_between", "expect_table_row_count_to_equal"}
 #: expectations on the table's columns alone (not its rows): judged by GE on the schema, exactly
 SCHEMA_TYPES = {
@@ -80,8 +88,15 @@ SCHEMA_TYPES = {
 PARTIAL_VALUES = 20
 
 
-def sample_rows() -> int:
-    return int(os.environ.get("CURATE_EXPECTATIONS_SAMPLE_ROWS") or SAMPLE_ROWS)
+def exact_rows() -> int:
+    return int(os.environ.get("CURATE_EXPECTATIONS_EXACT_ROWS") or EXACT_ROWS)
+
+
+def requested_sample(spec: ExpectationSpec) -> int | None:
+    """The sample an expectation asked for itself (``meta: {sample_rows: N}``), if any."""
+    meta = spec.kwargs.get("meta") or {}
+    n = meta.get("sample_rows") if isinstance(meta, dict) else None
+    return int(n) if n else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,8 +104,9 @@ class GatePlan:
     """The expectations, how each is evaluated, and the total rows (from the shards' metadata)."""
 
     specs: tuple[ExpectationSpec, ...]
-    methods: tuple[str, ...]  # "map" | "rows" | "curate" | "aggregate" | "sample"
+    methods: tuple[str, ...]  # "map" | "rows" | "curate" | "aggregate" | "schema" | "whole"
     total_rows: int
+    #: the rows the ``whole`` expectations see: every row, or the largest sample one asked for
     sample_rows: int
     key: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
     #: where parts write their hash counts (aggregates.spill_counts), and how many buckets
@@ -101,7 +117,7 @@ class GatePlan:
     def indices(self, method: str) -> list[int]:
         return [i for i, m in enumerate(self.methods) if m == method]
 
-    def columns(self, methods: tuple[str, ...] = ("map", "curate", "aggregate", "sample")) -> list[str] | None:
+    def columns(self, methods: tuple[str, ...] = ("map", "curate", "aggregate", "whole")) -> list[str] | None:
         """The columns the expectations of ``methods`` read (None: every column: a table-level
         expectation, or a ``row_condition``, which may name any column)."""
         cols: list[str] = []
@@ -143,13 +159,17 @@ def method_of(spec: ExpectationSpec) -> str:
     if spec.type in SCHEMA_TYPES:
         return "schema"
     impl = type(instantiate(spec))
-    if issubclass(impl, (ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation)) and spec.type not in NOT_PER_BATCH:
+    if spec.type in COLUMN_TYPE or (
+            issubclass(impl, (ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation)) and spec.type not in NOT_PER_BATCH):
         return "map"
-    return "sample"
+    return "whole"
 
 
 def make_plan(specs: list[ExpectationSpec], total_rows: int, spill_uri: str = "", storage_options: dict[str, str] | None = None) -> GatePlan:
-    return GatePlan(tuple(specs), tuple(method_of(s) for s in specs), int(total_rows), sample_rows(),
+    methods = tuple(method_of(s) for s in specs)
+    asked = [requested_sample(s) or 0 for s, m in zip(specs, methods) if m == "whole"]
+    sample = int(total_rows) if total_rows <= exact_rows() else max(asked, default=0)
+    return GatePlan(tuple(specs), methods, int(total_rows), sample,
                     spill_uri=spill_uri, buckets=aggregates.buckets_for(total_rows), storage_options=dict(storage_options or {}))
 
 
@@ -173,7 +193,8 @@ def split(files: list[tuple[str, int]], task_rows: int | None = None) -> list[li
 
 @dataclasses.dataclass
 class Partial:
-    """What one part of the data contributes: small aggregates only (no rows but the sample)."""
+    """What one part of the data contributes: small aggregates only (no rows but those of the
+    ``whole`` expectations)."""
 
     rows: int = 0
     maps: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
@@ -182,6 +203,8 @@ class Partial:
     aggs: dict[int, aggregates.Agg] = dataclasses.field(default_factory=dict)
     sample: pa.Table | None = None
     schema: pa.Schema | None = None
+    #: each ordering expectation's column: first and last non-null value, direction, strictly
+    edges: dict[int, tuple[Any, Any, int, bool]] = dataclasses.field(default_factory=dict)
 
 
 def merge(a: Partial, b: Partial) -> Partial:
@@ -201,6 +224,8 @@ def merge(a: Partial, b: Partial) -> Partial:
                 out.maps[i][key] = x.get(key) if x.get(key) is not None else y.get(key)
     for i in {*a.allowed, *b.allowed}:
         out.allowed[i] = a.allowed.get(i, 0) + b.allowed.get(i, 0)
+    for i in {*a.edges, *b.edges}:
+        out.edges[i] = _join_edges(out.maps.get(i), a.edges.get(i), b.edges.get(i))
     for i in {*a.aggs, *b.aggs}:
         out.aggs[i] = aggregates.merge_agg(a.aggs.get(i) or aggregates.Agg(), b.aggs.get(i) or aggregates.Agg())
     samples = [t for t in (a.sample, b.sample) if t is not None and t.num_rows]
@@ -262,10 +287,10 @@ def _bytes_per_row(pf: pq.ParquetFile, columns: list[str] | None) -> float:
 
 
 def _file_sample(uri: str, rows: int, plan: GatePlan, row_bytes: float) -> np.ndarray | None:
-    """Row numbers of this shard in the sample: its share of ``sample_rows`` rows and of
-    ``SAMPLE_BYTES`` bytes (all rows when the whole data fits)."""
+    """Row numbers of this shard the ``whole`` expectations see: None for all (the whole data fits
+    in ``plan.sample_rows`` rows and ``EXACT_BYTES`` bytes), else its share of the sample."""
     share = rows / max(1, plan.total_rows)
-    k = min(rows, int(round(plan.sample_rows * share)), int(SAMPLE_BYTES * share / row_bytes))
+    k = min(rows, int(round(plan.sample_rows * share)), int(EXACT_BYTES * share / row_bytes))
     if k >= rows and plan.total_rows <= plan.sample_rows:
         return None
     rng = np.random.default_rng(xxhash.xxh3_64_intdigest(uri.rsplit("/", 1)[-1].encode()))
@@ -278,7 +303,7 @@ def evaluate_part(plan: GatePlan, files: list[tuple[str, int]], storage_options:
 
     part = Partial()
     wanted = plan.columns()
-    sample_columns = plan.columns(("sample",))
+    sample_columns = plan.columns(("whole",))
     maps = _Validator.get(plan, "map") if plan.indices("map") else None
     samples: list[pa.Table] = []
     # hash counts of the aggregate expectations and of the duplicate rate, spilled into buckets
@@ -293,7 +318,7 @@ def evaluate_part(plan: GatePlan, files: list[tuple[str, int]], storage_options:
         if columns is not None and maps is not None and "id" in names and "id" not in columns:
             columns.append("id")  # the report names the rows that failed by their id
         keep = None if sample_columns is None else [c for c in sample_columns if c in names]
-        picks = (_file_sample(uri, pf.metadata.num_rows, plan, _bytes_per_row(pf, keep)) if plan.indices("sample")
+        picks = (_file_sample(uri, pf.metadata.num_rows, plan, _bytes_per_row(pf, keep)) if plan.indices("whole")
                  else np.empty(0, np.int64))
         offset = 0
         batch_rows = max(1, min(BATCH_ROWS, int(BATCH_BYTES / _bytes_per_row(pf, columns))))
@@ -312,6 +337,7 @@ def evaluate_part(plan: GatePlan, files: list[tuple[str, int]], storage_options:
             if maps is not None:
                 ids = table.column("id") if "id" in table.schema.names else None
                 _add_map_results(part, maps.validate(table.to_pandas()), ids)
+                _batch_edges(part, plan, table)
             _add_aggregates(part, plan, table, counted, names)
             for i in plan.indices("curate"):
                 spec = plan.specs[i]
@@ -337,7 +363,10 @@ def evaluate_part(plan: GatePlan, files: list[tuple[str, int]], storage_options:
             if plan.specs[i].type in aggregates.QUANTILES and i in part.aggs:
                 aggregates.sketch_part(part.aggs[i])
     for i, pairs in counted.items():  # this part's hash counts, once per value, into bucket files
-        if pairs and i not in part.errors:
+        if pairs and i not in part.errors and plan.specs[i].type == aggregates.MODE:  # value counts, by value
+            summed = aggregates.add_values([p[0] for p in pairs])
+            part.aggs[i].spills += aggregates.spill_values(plan.spill_uri, i, plan.buckets, summed, plan.storage_options)
+        elif pairs and i not in part.errors:
             h, c = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
             values, inverse = np.unique(h, return_inverse=True)
             part.aggs.setdefault(i, aggregates.Agg()).spills += aggregates.spill_counts(plan.spill_uri, i, plan.buckets, values, np.bincount(inverse, weights=c).astype(np.int64),
@@ -357,18 +386,46 @@ def _add_aggregates(part: Partial, plan: GatePlan, table: pa.Table, counted: dic
             continue
         agg = part.aggs.setdefault(i, aggregates.Agg())
         try:
-            aggregates.add_batch(agg, spec, table, lambda h, c, i=i: counted[i].append((h, c)))
+            aggregates.add_batch(agg, spec, aggregates.condition_rows(table, spec), lambda *counts, i=i: counted[i].append(counts))
         except (pa.ArrowException, TypeError, ValueError) as exc:  # e.g. a mean of a text column: as GE, not evaluated
             part.errors[i] = f"{type(exc).__name__}: {exc}"
             counted[i] = []
 
 
-def reduce_part(plan: GatePlan, group: tuple[int, list[str]], storage_options: dict[str, str]) -> tuple[int, int, int]:
-    """Task: one bucket of one expectation's hash counts -> (expectation, distinct values, rows
-    whose value another row has too)."""
+def reduce_part(plan: GatePlan, group: tuple[int, list[str]], storage_options: dict[str, str]) -> tuple[int, int, int, Any]:
+    """Task: one bucket of one expectation's hash (or value) counts -> (expectation, distinct
+    values, rows whose value another row has too, the largest value count with its values)."""
     i, files = group
-    distinct, dups = aggregates.reduce_bucket(files, storage_options)
-    return i, distinct, dups
+    distinct, dups, top = aggregates.reduce_bucket(files, storage_options)
+    return i, distinct, dups, top
+
+
+def _join_edges(counts: dict[str, Any] | None, before: tuple[Any, Any, int, bool] | None,
+                after: tuple[Any, Any, int, bool] | None) -> tuple[Any, Any, int, bool]:
+    """The edges of two runs of rows one after the other; where they meet, the later run's first
+    value is unexpected (added to ``counts``) when it is out of order with the earlier run's last."""
+    if before is None or after is None:
+        return before or after  # type: ignore[return-value]
+    last, first, sign, strictly = before[1], after[0], after[2], after[3]
+    step = (first > last) if sign > 0 else (first < last)
+    in_order = step if strictly else (step or first == last)
+    if not in_order and counts is not None:
+        counts["unexpected_count"] += 1
+        if len(counts["partial"]) < PARTIAL_VALUES:
+            counts["partial"].append(first)
+    return before[0], after[1], sign, strictly
+
+
+def _batch_edges(part: Partial, plan: GatePlan, table: pa.Table) -> None:
+    """Add one batch's first and last values of every ordering expectation to the part's."""
+    for i in plan.indices("map"):
+        spec = plan.specs[i]
+        if spec.type not in ORDERED or spec.kwargs.get("column") not in table.schema.names or i in part.errors:
+            continue
+        values = aggregates.non_null(aggregates.condition_rows(table, spec), spec.kwargs["column"])
+        if len(values):
+            edges = (values[0].as_py(), values[-1].as_py(), ORDERED[spec.type], bool(spec.kwargs.get("strictly")))
+            part.edges[i] = _join_edges(part.maps.get(i), part.edges.get(i), edges)
 
 
 def _add_map_results(part: Partial, results: dict[int, Any], ids: pa.ChunkedArray | None = None) -> None:

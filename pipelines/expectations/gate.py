@@ -63,10 +63,10 @@ def evaluate(specs: list[ExpectationSpec], files: list[tuple[str, int]], *, stor
         if total.schema is None and schema is not None:
             total.schema = schema
         groups = aggregates.bucket_groups({i: agg.spills for i, agg in total.aggs.items() if agg.spills})
-        reduced: dict[int, tuple[int, int]] = {}
-        for i, distinct, dups in run(reduce_part, plan, groups, so):  # type: ignore[arg-type]
-            d0, r0 = reduced.get(i, (0, 0))
-            reduced[i] = (d0 + distinct, r0 + dups)
+        reduced: dict[int, tuple[int, int, Any]] = {}
+        for i, distinct, dups, top in run(reduce_part, plan, groups, so):  # type: ignore[arg-type]
+            d0, r0, t0 = reduced.get(i, (0, 0, None))
+            reduced[i] = (d0 + distinct, r0 + dups, aggregates.merge_top(t0, top))
     finally:
         try:
             fs.remove_tree(spill, so)

@@ -14,7 +14,7 @@ from typing import Any
 
 from .aggregates import UNIQUE, Agg, rank_error
 from .aggregates import metrics as aggregate_metrics
-from .evaluate import GatePlan, Partial, _Validator, exception_message
+from .evaluate import EXACT_BYTES, GatePlan, Partial, _Validator, exact_rows, exception_message, requested_sample
 from .spec import instantiate
 
 BLOCKING = "critical"
@@ -34,9 +34,10 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def finish(plan: GatePlan, total: Partial, previous_rows: int | None, reduced: dict[int, tuple[int, int]] | None = None) -> Any:
+def finish(plan: GatePlan, total: Partial, previous_rows: int | None, reduced: dict[int, tuple[int, int, Any]] | None = None) -> Any:
     """The validation result of every expectation of ``plan`` on the merged ``total``;
-    ``reduced``: each aggregate expectation's (distinct values, rows repeating a value)."""
+    ``reduced``: each aggregate expectation's (distinct values, rows repeating a value, largest
+    value count with its values)."""
     from great_expectations import __version__ as gx_version
     from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
 
@@ -44,11 +45,11 @@ def finish(plan: GatePlan, total: Partial, previous_rows: int | None, reduced: d
 
     results: list[Any] = [None] * len(plan.specs)
     sampled: dict[int, Any] = {}
-    if plan.indices("sample"):
+    if plan.indices("whole"):
         import pyarrow as pa
 
         sample = total.sample if total.sample is not None else (total.schema or pa.schema([])).empty_table()
-        sampled = _Validator.get(plan, "sample").validate(sample.to_pandas())
+        sampled = _Validator.get(plan, "whole").validate(sample.to_pandas())
     schema_checked: dict[int, Any] = {}
     if plan.indices("schema"):  # the columns alone: GE on an empty frame with the schema
         import pyarrow as pa
@@ -64,12 +65,12 @@ def finish(plan: GatePlan, total: Partial, previous_rows: int | None, reduced: d
             r = schema_checked[i]
             error = exception_message(r)
             outcome = {"success": bool(r.success), "result": r.result or {}}
-        elif method == "sample":
+        elif method == "whole":
             r = sampled[i]
-            error = exception_message(r)
-            outcome = {"success": bool(r.success), "result": r.result or {}}
             exact = sample_n == total.rows
-            meta.update(method="exact" if exact else "sample", sample_rows=sample_n)
+            error = exception_message(r) if exact or requested_sample(spec) else _too_large(total.rows, sample_n)
+            outcome = {"success": bool(r.success), "result": r.result or {}} if error is None else {"success": False, "result": {}}
+            meta.update(method="exact" if exact else "sample", **({} if exact else {"sample_rows": sample_n}))
         elif error is not None:
             outcome = {"success": False, "result": {}}
         elif method == "map":
@@ -78,12 +79,12 @@ def finish(plan: GatePlan, total: Partial, previous_rows: int | None, reduced: d
             outcome = expectation._validate({ROW_COUNT: total.rows})
         elif method == "aggregate":
             agg = total.aggs.get(i) or Agg()
-            outcome = _aggregate_outcome(spec, expectation, agg, (reduced or {}).get(i, (0, 0)))
+            outcome = _aggregate_outcome(spec, expectation, agg, (reduced or {}).get(i, (0, 0, None)))
             if agg.sketch is not None:  # a quantile from the merged sketch: said so, with its error
                 meta.update(method="approximate", rank_error=rank_error())
         else:
             # rows repeating an earlier row's value: non-null rows less distinct values
-            repeats = (total.aggs[i].n - (reduced or {}).get(i, (0, 0))[0]) if i in total.aggs else 0
+            repeats = (total.aggs[i].n - (reduced or {}).get(i, (0, 0, None))[0]) if i in total.aggs else 0
             metrics = {ROW_COUNT: total.rows, ALLOWED_ROWS: total.allowed.get(i, 0), DUPLICATE_ROWS: repeats, PREVIOUS_ROWS: previous_rows}
             outcome = expectation._validate(metrics)
         result = {k: _clean(v) if not isinstance(v, (list, dict)) else v for k, v in (outcome.get("result") or {}).items()}
@@ -113,13 +114,19 @@ def finish(plan: GatePlan, total: Partial, previous_rows: int | None, reduced: d
     )
 
 
-def _aggregate_outcome(spec: Any, expectation: Any, agg: Agg, reduced: tuple[int, int]) -> dict[str, Any]:
+def _too_large(rows: int, seen: int) -> str:
+    return (f"not evaluated: it needs every row of its columns in one process, and curate gathers at most "
+            f"{exact_rows():,} rows and {EXACT_BYTES // 1024**2} MiB of them ({rows:,} rows here, {seen:,} gathered); "
+            "curate does not sample on its own: to judge it on a sample, ask for one with `meta: {sample_rows: N}`")
+
+
+def _aggregate_outcome(spec: Any, expectation: Any, agg: Agg, reduced: tuple[int, int, Any]) -> dict[str, Any]:
     """GE's own verdict on the exact merged metrics (:mod:`.aggregates`)."""
-    distinct, dup_rows = reduced
+    distinct, dup_rows, top = reduced
     if spec.type in UNIQUE:  # a map expectation: rows sharing their value are unexpected
         return _map_outcome({"element_count": agg.rows, "nonnull_count": agg.n, "unexpected_count": dup_rows, "partial": []},
                             getattr(expectation, "mostly", 1.0))
-    return dict(expectation._validate(aggregate_metrics(spec, agg, distinct, dup_rows)))
+    return dict(expectation._validate(aggregate_metrics(spec, agg, distinct, dup_rows, top)))
 
 
 def _map_outcome(counts: dict[str, Any] | None, mostly: float | None) -> dict[str, Any]:

@@ -18,17 +18,15 @@ Great Expectations is imported only when a pipeline has expectations.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 from ..yamlsource import Key, Located, format_key, load_yaml
+from .environment import ge_environment
 
 #: expectations that need a SQL database or another table: not evaluable on a dataset's shards
 UNSUPPORTED = {
@@ -58,22 +56,6 @@ class ExpectationSpec:
         return {self.type: dict(self.kwargs)}
 
 
-@contextlib.contextmanager
-def ge_environment() -> Iterator[None]:
-    """``GX_ANALYTICS_ENABLED=False`` while Great Expectations is imported or a context is made
-    (no usage statistics), restored afterwards: ``curate.run`` leaves its caller's environment
-    as it was."""
-    saved = os.environ.get("GX_ANALYTICS_ENABLED")
-    os.environ["GX_ANALYTICS_ENABLED"] = "False"
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("GX_ANALYTICS_ENABLED", None)
-        else:
-            os.environ["GX_ANALYTICS_ENABLED"] = saved
-
-
 def registry() -> tuple[Any, list[str]]:
     """GE's ``get_expectation_impl`` and every registered name (curate's checks included)."""
     with ge_environment():
@@ -86,7 +68,8 @@ def registry() -> tuple[Any, list[str]]:
     return get_expectation_impl, sorted(list_registered_expectation_implementations())
 
 
-def parse_expectations(raw: Any, located: Located, base_dir: Path, prefix: Key = ("expectations",)) -> list[ExpectationSpec]:
+def parse_expectations(raw: Any, located: Located, base_dir: Path, prefix: Key = ("expectations",),
+                       columns: tuple[list[str], str] | None = None) -> list[ExpectationSpec]:
     """Every item of an ``expectations:`` list, suite files expanded, each validated; every bad
     item is reported (one :class:`ConfigError` with a line per problem)."""
     if raw is None or raw == []:
@@ -127,8 +110,10 @@ def parse_expectations(raw: Any, located: Located, base_dir: Path, prefix: Key =
             check_spec(spec)
         except ConfigError as exc:
             problems.append(exc)
+    if columns is not None:  # (the data's columns, what they are): unknown columns in the same report
+        problems += column_problems(specs, *columns)
     if problems:
-        from ..config import combine_errors
+        from ..errors import combine_errors
 
         raise combine_errors(problems)
     return specs
@@ -230,7 +215,17 @@ DEFAULT_COLUMNS = {"curate_language_share": "language", "curate_duplicate_rate":
 
 def check_columns(specs: list[ExpectationSpec], columns: list[str], where: str = "the output") -> None:
     """Every column an expectation names is one the output will have (the plan check's columns);
-    else a :class:`ConfigError` per unknown column, before Ray starts."""
+    else a :class:`ConfigError` listing every unknown column, before Ray starts."""
+    problems = column_problems(specs, columns, where)
+    if problems:
+        from ..errors import combine_errors
+
+        raise combine_errors(problems)
+
+
+def column_problems(specs: list[ExpectationSpec], columns: list[str], where: str = "the output") -> list[ConfigError]:
+    """A :class:`ConfigError` (with a "did you mean") for each column an expectation names that
+    is not in ``columns``."""
     problems = []
     for spec in specs:
         if spec.type == "expect_column_to_exist":
@@ -246,7 +241,4 @@ def check_columns(specs: list[ExpectationSpec], columns: list[str], where: str =
                     f"{spec.where}: {spec.key}.{key}: column {col!r} is not in {where}; its columns: {', '.join(columns)}",
                     hint=f"did you mean {close[0]!r}?" if close else "carry the column from the input (input.keep_fields) or name an output column",
                 ))
-    if problems:
-        from ..config import combine_errors
-
-        raise combine_errors(problems)
+    return problems
