@@ -150,9 +150,9 @@ def create_app(settings: Settings | None = None) -> Any:
 
 def _version() -> str:
     try:
-        import curate
+        from curate._version import __version__
 
-        return str(curate.__version__)
+        return str(__version__)
     except Exception:
         return "0"
 

@@ -181,9 +181,9 @@ def export_clips(db: Database, store: BlobStore, dataset: str, storage_options: 
 
 
 def _version() -> str:
-    import curate
+    from curate._version import __version__
 
-    return str(curate.__version__)
+    return str(__version__)
 
 
 __all__ = ["SCHEMA", "ExportError", "ExportResult", "export_clips"]

@@ -374,7 +374,7 @@ def child_datatrove(files: list[Path], out: Path, workers: int) -> dict[str, Any
     ]
     res: dict[str, Any] = {}
     for name, ex in stages:
-        c0, t0 = cpu_now(), time.perf_counter()
+        t0 = time.perf_counter()
         ex.run()
         res[f"{name}_s"] = time.perf_counter() - t0
         if name == "signatures":

@@ -7,7 +7,7 @@ default pool.
 
 Text: bench/data/corpus_<name>.parquet (built by bench/make_corpus.sh; ~2.4 KB web-page-sized
 documents of real documentation text) when present, else the SPDX licence texts from
-shared/evaldata/neardup cut into ~2.4 KB documents.
+tests/data/evaldata/neardup cut into ~2.4 KB documents.
 
 usage: python bench/bench_minhash_signatures.py [--corpus 100k] [--num-perm 128] [--ngram 5]
                                                  [--repeat 3] [--limit N]
@@ -28,7 +28,7 @@ from curate import _native
 from curate.filters import minhash_core as mc
 
 ROOT = Path(__file__).resolve().parents[1]
-SPDX = ROOT.parent / "shared" / "evaldata" / "neardup" / "spdx_license_texts.tar.gz"
+SPDX = ROOT / "tests" / "data" / "evaldata" / "neardup" / "spdx_license_texts.tar.gz"
 
 
 def cpu_seconds() -> float:

@@ -1,6 +1,6 @@
 """Real-time factor and WER of stage transcribe through `curate run` vs faster-whisper called directly.
 
-One invocation, the same clips (the 32 LJ Speech clips of ../shared/evaldata/speech/ljspeech,
+One invocation, the same clips (the 32 LJ Speech clips of tests/data/evaldata/speech/ljspeech,
 copied ``--repeat`` times under distinct names), the same model and settings (bundled Whisper
 tiny.en, int8, beam 5, VAD, word timestamps):
 
@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-LJ = REPO.parent / "shared" / "evaldata" / "speech" / "ljspeech"
+LJ = REPO / "tests" / "data" / "evaldata" / "speech" / "ljspeech"
 
 
 def _clips(folder: Path, repeat: int) -> tuple[list[Path], dict[str, str]]:

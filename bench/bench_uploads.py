@@ -6,7 +6,7 @@ per-token rate limit off), its data in a fresh temp folder; metadata in SQLite, 
 postgres``) in a throwaway PostgreSQL cluster under /tmp (tests/pg.py: Debian's postgresql,
 started as the `postgres` user, default durability settings). The client, in this process,
 keeps ``--concurrency`` uploads in flight (httpx, asyncio) for ``--uploads`` uploads, each a
-distinct real clip: the LJ Speech clips (../shared/evaldata/speech/ljspeech, 1.8-10 s, 22.05 kHz
+distinct real clip: the LJ Speech clips (tests/data/evaldata/speech/ljspeech, 1.8-10 s, 22.05 kHz
 16-bit mono wav, 80-440 kB) with one sample's low bit changed per round so every upload has its own
 SHA-256 (the app decodes each fully with PyAV, hashes it, stores it with fsync, commits a row).
 
@@ -37,7 +37,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 RESULTS = BENCH / "results"
-LJSPEECH = REPO.parent / "shared" / "evaldata" / "speech" / "ljspeech"
+LJSPEECH = REPO / "tests" / "data" / "evaldata" / "speech" / "ljspeech"
 sys.path.insert(0, str(REPO / "tests"))  # tests/pg.py: the throwaway Postgres cluster
 
 

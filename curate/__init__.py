@@ -17,12 +17,7 @@ Importing ``curate`` starts nothing and imports no engine module: Ray is only st
     result = curate.run("pipeline.yaml", run_key="2026-12-03")  # -> RunResult
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("curate")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+from curate._version import __version__
 
 __all__ = ["__version__", "run", "load", "RunResult"]
 

@@ -6,7 +6,7 @@ their offsets and data buffers to Rust zero-copy: no per-document Python object 
 count as empty strings. Results come back as numpy arrays that are read-only views of the bytes
 the native call returned (``.copy()`` them to write).
 
-Shingling (identical to the ground truth in ``shared/evaldata/neardup``)::
+Shingling (identical to the ground truth in ``tests/data/evaldata/neardup``)::
 
     tokens   = re.findall(r"\\w+", text.lower())        # CPython semantics, exactly
     word:    {" ".join(tokens[i:i+n]) for i in range(len(tokens) - n + 1)}

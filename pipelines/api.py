@@ -17,7 +17,7 @@ from typing import Any
 
 from .config import Pipeline, load_pipeline, parse_pipeline
 from .runner import RunResult, run_pipeline
-from .scheduling import run_key_for, with_ray_address
+from .runkey import run_key_for, with_ray_address
 from .yamlsource import Located
 
 

@@ -13,7 +13,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-import curate
+from curate._version import __version__
 
 from .errors import CurateError
 
@@ -104,7 +104,7 @@ def _missing(name: str, exc: BaseException) -> None:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EXIT_CODES,
 )
-@click.version_option(curate.__version__, prog_name="curate")
+@click.version_option(__version__, prog_name="curate")
 def cli() -> None:
     """curate: data curation pipelines for training small language models.
 

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import ConfigError
+from .errors import ConfigError, combine_errors  # (combine_errors: re-exported for callers of config)
 from .registry import resolve_stage
 from .stage import Params, Stage
 from .yamlsource import Key, Located, format_key, load_yaml
@@ -350,19 +350,6 @@ def _stage_specs(raw_stages: list[Any], located: Located, problems: list[ConfigE
             continue
         specs.append({"type": str(type_name), "params": params, "run": run_settings})
     return specs
-
-
-def combine_errors(problems: list[ConfigError]) -> ConfigError:
-    """One error reporting every problem: each on its own line (``curate`` prints ``error:``
-    before each), each hint under its problem."""
-    if len(problems) == 1:
-        return problems[0]
-    lines = []
-    for p in problems:
-        lines.append(p.message)
-        if p.hint:
-            lines.append(f"  hint: {p.hint}")
-    return ConfigError("\n".join(lines))
 
 
 @contextlib.contextmanager

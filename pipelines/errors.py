@@ -101,3 +101,16 @@ class RunStalledError(CurateError):
     published (exit 1). Another try may succeed (resources freed, a service answering again)."""
 
     exit_code = 1
+
+
+def combine_errors(problems: list[ConfigError]) -> ConfigError:
+    """One error reporting every problem: each on its own line (``curate`` prints ``error:``
+    before each), each hint under its problem."""
+    if len(problems) == 1:
+        return problems[0]
+    lines = []
+    for p in problems:
+        lines.append(p.message)
+        if p.hint:
+            lines.append(f"  hint: {p.hint}")
+    return ConfigError("\n".join(lines))

@@ -105,7 +105,7 @@ def plan_inputs(cfg: InputConfig, where: str = "input.paths", since: dict[int, i
                 out.append(path)
                 metas[path] = (size, mtime)
     if missing:
-        from .config import combine_errors
+        from .errors import combine_errors
 
         missing[-1].hint = "check the path (relative paths are relative to the current directory)"
         raise combine_errors(missing)

@@ -22,7 +22,7 @@ import pyarrow as pa
 from rich.console import Console
 from rich.markup import escape
 
-import curate
+from curate._version import __version__
 
 from . import fs, journal, pending, store, vacuum
 from .config import Pipeline
@@ -114,7 +114,7 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
     out = cfg.output
     so = out.storage_options
     t_start = time.time()
-    log.info("run %s of %s (curate %s)", run_id, pipeline.source, curate.__version__)
+    log.info("run %s of %s (curate %s)", run_id, pipeline.source, __version__)
     log.info("resolved config: %s", json.dumps(pipeline.resolved(), sort_keys=True))
     main_uri = fs.table_uri(out.dataset)
     dropped_uri = fs.table_uri(out.dropped_path) if out.keep_dropped else None
@@ -276,7 +276,7 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
     metadata = {
         "run_id": run_id,
         "run_key": run_key,
-        "curate_version": curate.__version__,
+        "curate_version": __version__,
         "pipeline_file": os.path.abspath(pipeline.source),
         "config": pipeline.resolved(),
         "config_fingerprint": pipeline.fingerprint(),

@@ -1,6 +1,6 @@
 """Real parts for the annotation app's tests: the app itself served by `curate annotate serve` in
 its own process on a random loopback port (its data, images and annotators made with the real
-admin commands), speech clips (LJ Speech from the shared data, espeak-ng for plumbing only: its
+admin commands), speech clips (LJ Speech from tests/data/evaldata, espeak-ng for plumbing only: its
 voice is hard for Whisper), and Debian's chromium driven by Playwright with a fake microphone
 that plays a wav file (never `playwright install`)."""
 
@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from helpers import SHARED, curate_exe, need_shared_data
+from helpers import EVALDATA, curate_exe, need_data
 from sysdeps import need_chromium, need_program
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
-LJSPEECH = SHARED / "evaldata" / "speech" / "ljspeech"
+LJSPEECH = EVALDATA / "speech" / "ljspeech"
 APP_START_TIMEOUT_S = 60
 
 
@@ -36,7 +36,7 @@ def sha256_file(path: Path) -> str:
 
 def lj_clips() -> list[tuple[Path, str]]:
     """The LJ Speech clips beside the repository with their reference transcripts, sorted by id."""
-    need_shared_data(LJSPEECH / "transcripts.tsv", "LJ Speech clips")
+    need_data(LJSPEECH / "transcripts.tsv", "LJ Speech clips")
     texts = {}
     for line in (LJSPEECH / "transcripts.tsv").read_text(encoding="utf-8").splitlines():
         if line.strip():

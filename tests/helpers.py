@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+#: real evaluation data (LJ Speech clips, SPDX licence texts), kept in the repository
+EVALDATA = ROOT / "tests" / "data" / "evaldata"
 
 
 def curate_exe() -> list[str]:
@@ -29,17 +30,12 @@ def run_cli(*args: str, cwd: Path | str | None = None, env: dict[str, str] | Non
     )
 
 
-def need_shared_data(path: Path, what: str) -> None:
-    """Skip a test whose shared data (``../shared/...``, beside the repository, not in it) is
-    missing, saying so; in CI (``CI=true``) fail instead, so a missing data set is never a silent skip."""
+def need_data(path: Path, what: str) -> None:
+    """Fail (never skip) when evaluation data that is part of the repository is missing."""
     import pytest
 
-    if path.exists():
-        return
-    msg = f"{what}: needs {path} (shared evaluation data beside the repository, not part of it)"
-    if os.environ.get("CI", "").lower() in ("true", "1"):
-        pytest.fail(msg + "; CI=true, so this fails instead of skipping")
-    pytest.skip(msg)
+    if not path.exists():
+        pytest.fail(f"{what}: {path} is missing (tests/data/evaldata is part of the repository)")
 
 
 def write_jsonl(path: Path, rows: list[dict[str, object] | str]) -> Path:

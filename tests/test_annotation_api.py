@@ -15,7 +15,7 @@ pytest.importorskip("fastapi")
 av = pytest.importorskip("av")
 
 from fastapi.testclient import TestClient
-from helpers import SHARED, need_shared_data
+from helpers import EVALDATA, need_data
 from PIL import Image
 
 from curate.annotation.app import create_app
@@ -24,7 +24,7 @@ from curate.annotation.images import import_images
 from curate.annotation.settings import Settings
 from curate.annotation.store import BlobStore
 
-LJ = SHARED / "evaldata" / "speech" / "ljspeech"
+LJ = EVALDATA / "speech" / "ljspeech"
 # (container format for PyAV, codec, extension, sample rate or None to keep the source's)
 FORMATS = {
     "wav": ("wav", "pcm_s16le", None),
@@ -37,7 +37,7 @@ FORMATS = {
 
 
 def lj(name: str = "LJ001-0002") -> Path:
-    need_shared_data(LJ / f"{name}.wav", "LJ Speech clips (../shared/evaldata/speech/ljspeech)")
+    need_data(LJ / f"{name}.wav", "LJ Speech clips")
     return LJ / f"{name}.wav"
 
 

@@ -15,14 +15,14 @@ pytest.importorskip("fastapi")
 
 import polars as pl
 from fastapi.testclient import TestClient
-from helpers import SHARED, need_shared_data, run_cli
+from helpers import EVALDATA, need_data, run_cli
 
 from curate.annotation.app import create_app
 from curate.annotation.db import Database
 from curate.annotation.settings import Settings
 from curate.annotation.store import BlobStore
 
-LJ = SHARED / "evaldata" / "speech" / "ljspeech"
+LJ = EVALDATA / "speech" / "ljspeech"
 SAMPLES = Path(__file__).resolve().parents[1] / "annotation" / "sample_images"
 CONTRACT = {
     "id": pl.String, "audio_uri": pl.String, "audio_sha256": pl.String, "audio_format": pl.String,
@@ -32,7 +32,7 @@ CONTRACT = {
 
 
 def lj_wavs(n: int) -> list[Path]:
-    need_shared_data(LJ / "transcripts.tsv", "LJ Speech clips (../shared/evaldata/speech/ljspeech)")
+    need_data(LJ / "transcripts.tsv", "LJ Speech clips")
     return sorted(LJ.glob("*.wav"))[:n]
 
 

@@ -18,9 +18,9 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
-from helpers import SHARED, curate_exe, need_shared_data, run_cli
+from helpers import EVALDATA, curate_exe, need_data, run_cli
 
-LJ = SHARED / "evaldata" / "speech" / "ljspeech"
+LJ = EVALDATA / "speech" / "ljspeech"
 
 
 def _port() -> int:
@@ -48,7 +48,7 @@ def _serve(root: Path, env: dict[str, str], port: int, *extra: str) -> subproces
 
 @pytest.mark.slow
 def test_sigkill_during_uploads_loses_no_acknowledged_clip(tmp_path) -> None:
-    need_shared_data(LJ / "transcripts.tsv", "LJ Speech clips (../shared/evaldata/speech/ljspeech)")
+    need_data(LJ / "transcripts.tsv", "LJ Speech clips")
     wavs = sorted(LJ.glob("*.wav"))
     env = {"CURATE_ANNOTATION_DATA": str(tmp_path)}
     assert run_cli("annotate", "import-images", "--samples", cwd=tmp_path, env=env).returncode == 0

@@ -11,7 +11,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import SHARED, need_shared_data, run_cli, write_pipeline
+from helpers import EVALDATA, need_data, run_cli, write_pipeline
 from test_synth_openai import FaultProxy, llama_server, proxy  # noqa: F401  (the real llama.cpp server and its fault proxy, reused)
 
 pytest.importorskip("llama_cpp", reason="needs llama-cpp-python (the synth extra)")
@@ -22,11 +22,11 @@ from curate.pipelines.errors import ConfigError  # noqa: E402
 from curate.pipelines.execution.apply import apply_stage, with_engine_columns  # noqa: E402
 from curate.pipelines.stage import DROP_REASON, DROP_RULE  # noqa: E402
 
-LJ = SHARED / "evaldata" / "speech" / "ljspeech"
+LJ = EVALDATA / "speech" / "ljspeech"
 
 
 def lj_transcripts(n: int) -> list[tuple[str, str]]:
-    need_shared_data(LJ / "transcripts.tsv", "LJ Speech transcripts")
+    need_data(LJ / "transcripts.tsv", "LJ Speech transcripts")
     lines = (LJ / "transcripts.tsv").read_text(encoding="utf-8").splitlines()
     return [tuple(line.split("\t", 1)) for line in lines if "\t" in line][:n]  # type: ignore[misc]
 

@@ -5,7 +5,6 @@ stages), run keys, faults, resume after a kill, and the side-effect-free Python 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import signal

@@ -13,12 +13,12 @@ import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from helpers import need_shared_data
+from helpers import need_data
 
 from curate.filters import minhash_core as mc
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-NEARDUP = SHARED / "evaldata" / "neardup"
+EVALDATA = Path(__file__).resolve().parent / "data" / "evaldata"
+NEARDUP = EVALDATA / "neardup"
 
 
 def rand_words(rng: random.Random, n: int) -> list[str]:
@@ -284,8 +284,8 @@ def test_connected_components_inputs() -> None:
 @pytest.fixture(scope="module")
 def spdx() -> tuple[list[str], list[str], list[tuple[float, str, str]]]:
     tarball, pairs_tsv = NEARDUP / "spdx_license_texts.tar.gz", NEARDUP / "spdx_pairs_j50.tsv"
-    need_shared_data(tarball, "SPDX near-duplicate licence texts")
-    need_shared_data(pairs_tsv, "SPDX near-duplicate ground truth")
+    need_data(tarball, "SPDX near-duplicate licence texts")
+    need_data(pairs_tsv, "SPDX near-duplicate ground truth")
     texts: dict[str, str] = {}
     with tarfile.open(tarball) as tf:
         for m in tf.getmembers():

@@ -24,14 +24,14 @@ import polars as pl
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
-from helpers import ROOT, local_ray_cluster, need_shared_data, run_cli, write_jsonl, write_pipeline
+from helpers import ROOT, local_ray_cluster, need_data, run_cli, write_jsonl, write_pipeline
 
 from curate.filters import minhash_core as mc
 from curate.filters.minhash_dedup import OLD_BIT, MinHashDedup, MinHashDedupParams, bucket_pairs
 from curate.pipelines.stage import DROP_COLUMNS, POS
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-NEARDUP = SHARED / "evaldata" / "neardup"
+EVALDATA = Path(__file__).resolve().parent / "data" / "evaldata"
+NEARDUP = EVALDATA / "neardup"
 SAMPLE = ROOT / "pipelines" / "examples" / "data"
 
 
@@ -229,7 +229,7 @@ def test_planted_near_duplicates_recall_and_precision() -> None:
 
 def test_spdx_licences_against_their_ground_truth() -> None:
     tar = NEARDUP / "spdx_license_texts.tar.gz"
-    need_shared_data(tar, "SPDX near-duplicate licence texts")
+    need_data(tar, "SPDX near-duplicate licence texts")
     docs = []
     with tarfile.open(tar) as tf:
         for m in sorted(tf.getmembers(), key=lambda m: m.name):

@@ -11,20 +11,20 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from helpers import ROOT, SHARED, need_shared_data, run_cli, write_pipeline
+from helpers import ROOT, EVALDATA, need_data, run_cli, write_pipeline
 
 from curate.pipelines.config import InputConfig
 from curate.pipelines.errors import InputDataError
 from curate.pipelines.readers import input_columns, plan_inputs, read_task, split_tasks
 from curate.pipelines.readers_audio import audio_format
 
-LJ = SHARED / "evaldata" / "speech" / "ljspeech"
+LJ = EVALDATA / "speech" / "ljspeech"
 CLIPS = ("LJ001-0002", "LJ001-0008", "LJ001-0013")
 
 
 @pytest.fixture()
 def clips(tmp_path: Path) -> Path:
-    need_shared_data(LJ, "LJ Speech clips")
+    need_data(LJ, "LJ Speech clips")
     folder = tmp_path / "clips"
     folder.mkdir()
     for c in CLIPS:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from helpers import SHARED, need_shared_data
+from helpers import EVALDATA, need_data
 
 from curate.annotation.hallucination import (
     Limits,
@@ -25,7 +25,7 @@ from curate.annotation.wer import edit_distance, normalise, wer
 from curate.pipelines.errors import ConfigError
 from curate.pipelines.stage import RowError
 
-LJ = SHARED / "evaldata" / "speech" / "ljspeech"
+LJ = EVALDATA / "speech" / "ljspeech"
 #: tiny.en int8, beam 5, VAD on, over all 32 clips here: WER 0.0697 (measured on this machine).
 #: About half of its errors are numbers: the references spell them out ("fourteen sixty-five"),
 #: Whisper writes digits ("1465"), and the normaliser does not convert them. The bound leaves
@@ -35,7 +35,7 @@ WER_BOUND = 0.09
 
 
 def _references() -> dict[str, str]:
-    need_shared_data(LJ / "transcripts.tsv", "LJ Speech clips")
+    need_data(LJ / "transcripts.tsv", "LJ Speech clips")
     rows = (line.rstrip("\n").split("\t", 1) for line in (LJ / "transcripts.tsv").read_text(encoding="utf-8").splitlines() if line.strip())
     return dict(rows)  # type: ignore[arg-type]
 
