@@ -5,12 +5,19 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.curate-installed
+CORE    = $(VENV)/.curate-core
 
-.PHONY: env quickstart test test-python test-native lint-native stubcheck wheel-check dist clean
+.PHONY: env quickstart test test-python test-native lint lint-native stubcheck wheel-check dist clean
 
-$(STAMP): pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs)
+# The core alone (what the quickstart needs: no model, no web app, no test tools): a first
+# result in a few minutes on a fresh machine.
+$(CORE): pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	PYTHONWARNINGS="ignore:Editable installation:UserWarning" $(PY) -m pip install --quiet -e .
+	touch $(CORE)
+
+$(STAMP): $(CORE)
 	@# llama-cpp-python (the synth extra) is built from source: without GGML_NATIVE=OFF the build
 	@# targets the build machine's CPU features and crashed on the project's VMs
 	@# setuptools warns on every editable install that folders named like the package may shadow it
@@ -21,7 +28,7 @@ $(STAMP): pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/s
 
 env: $(STAMP)
 
-quickstart: env
+quickstart: $(CORE)
 	$(VENV)/bin/curate run pipelines/examples/quickstart.yaml
 	$(VENV)/bin/curate versions out/quickstart
 	$(VENV)/bin/curate show out/quickstart
@@ -29,6 +36,10 @@ quickstart: env
 test-native:
 	cd native && cargo test --quiet
 	cd native && cargo clippy --quiet --all-targets -- -D warnings
+
+# pyflakes' checks (unused and undefined names and imports) on every Python file ([tool.ruff])
+lint: env
+	$(PY) -m ruff check .
 
 stubcheck: env
 	$(PY) -m mypy.stubtest --mypy-config-file pyproject.toml curate._native
@@ -48,7 +59,7 @@ wheel-check: env
 dist: env
 	$(PY) -m build --outdir dist .
 
-test: env test-native stubcheck test-python
+test: env lint test-native stubcheck test-python
 
 clean:
 	rm -rf $(VENV) native/target build dist *.egg-info curate/_native*.so

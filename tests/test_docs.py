@@ -7,6 +7,7 @@ import importlib
 import inspect
 import pkgutil
 import re
+from pathlib import Path
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -20,10 +21,12 @@ from curate.pipelines.execution.apply import run_on_table
 from curate.pipelines.stage import DROP_COLUMNS, DROP_RULE, PARENT_ID, POS, Stage
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+REFERENCE = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
+STAGES = (ROOT / "docs" / "stages.md").read_text(encoding="utf-8")
 
 
 def _reference_block() -> str:
-    section = README.split("## Pipeline file reference", 1)[1]
+    section = REFERENCE.split("## Pipeline file reference", 1)[1]
     return section.split("```yaml", 1)[1].split("```", 1)[0]
 
 
@@ -61,9 +64,9 @@ def test_every_builtin_stage_is_documented() -> None:
         assert f"`{name}`" in docs, f"stage {name} is not documented in README.md or docs/"
 
 
-def _readme_code(heading: str, nth: int = 0) -> dict[str, Any]:
-    """Execute the ``nth`` Python block after ``heading`` in the README; returns its namespace."""
-    section = README.split(heading, 1)[1]
+def _readme_code(heading: str, nth: int = 0, text: str = README) -> dict[str, Any]:
+    """Execute the ``nth`` Python block after ``heading`` in the README (or ``text``); returns its namespace."""
+    section = text.split(heading, 1)[1]
     code = section.split("```python")[nth + 1].split("```", 1)[0]
     namespace: dict[str, Any] = {}
     exec(compile(code, "README.md", "exec"), namespace)
@@ -71,7 +74,7 @@ def _readme_code(heading: str, nth: int = 0) -> dict[str, Any]:
 
 
 def test_readme_stage_example_runs() -> None:
-    namespace = _readme_code("### Writing a stage")
+    namespace = _readme_code("## Writing a stage")
     cls = namespace["NotMostlyCode"]
     stage = cls(cls.Params())  # type: ignore[operator]
     n = 2
@@ -88,7 +91,7 @@ def test_readme_stage_example_runs() -> None:
 
 
 def test_readme_expand_example_runs() -> None:
-    cls = _readme_code("#### Expand: 1 -> N rows")["Chunk"]
+    cls = _readme_code("### Expand: 1 -> N rows", text=STAGES)["Chunk"]
     stage = cls(cls.Params(max_chars=4))
     out = run_on_table(stage, pa.table({"id": ["a", "b"], "text": ["abcdefghij", "  "], "source": ["x", "y"]}))
     live = out.filter(pc.is_null(out.column("_drop_stage")))
@@ -102,7 +105,7 @@ def test_readme_expand_example_runs() -> None:
 
 
 def test_readme_generator_example_runs() -> None:
-    cls = _readme_code("#### Expand: 1 -> N rows", nth=1)["Grid"]
+    cls = _readme_code("### Expand: 1 -> N rows", nth=1, text=STAGES)["Grid"]
     stage = cls(cls.Params(topics=["fractions", "photosynthesis"], samples=2))
     seeds = list(stage.source_rows())
     assert len(seeds) == 4 and seeds[0]["id"] == "fractions|children"
@@ -140,3 +143,33 @@ def test_every_stage_class_has_an_entry_point() -> None:
     )
     stale = {n: v for n, v in registered.items() if found.get(n) != v}
     assert not stale, f"curate.stages entry points that name no stage class of the stage packages: {stale}"
+
+
+def _markdown_files() -> list[Path]:
+    return [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def _anchors(text: str) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings."""
+    import re
+
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in re.findall(r"^#+ (.*)$", text, flags=re.M)}
+
+
+def test_the_readme_is_short_and_every_link_resolves() -> None:
+    import re
+
+    assert len(README.splitlines()) < 250, "the README is read in five minutes: the reference goes in docs/"
+    broken = []
+    for md in _markdown_files():
+        text = md.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"^[a-z]+:", target):
+                continue  # a web address: not checked offline
+            path, _, anchor = target.partition("#")
+            dest = (md.parent / path).resolve() if path else md
+            if not dest.exists():
+                broken.append(f"{md.relative_to(ROOT)}: {target} (no such file)")
+            elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest.read_text(encoding="utf-8")):
+                broken.append(f"{md.relative_to(ROOT)}: {target} (no such heading)")
+    assert not broken, "\n".join(broken)

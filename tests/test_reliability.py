@@ -300,6 +300,7 @@ def test_versions_is_readable_at_80_columns(tmp_path: Path) -> None:
 def test_readme_tables_are_not_broken_by_blank_lines() -> None:
     from helpers import ROOT
 
-    lines = (ROOT / "README.md").read_text().splitlines()
-    broken = [i + 1 for i in range(2, len(lines)) if lines[i].startswith("|") and not lines[i - 1].strip() and lines[i - 2].startswith("|")]
-    assert not broken, f"README.md: a blank line inside a table before line(s) {broken}"
+    for md in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        lines = md.read_text().splitlines()
+        broken = [i + 1 for i in range(2, len(lines)) if lines[i].startswith("|") and not lines[i - 1].strip() and lines[i - 2].startswith("|")]
+        assert not broken, f"{md.name}: a blank line inside a table before line(s) {broken}"
