@@ -40,7 +40,7 @@ def _clean(text: str) -> str:
     return clean_text(text)
 
 
-def _fail(exc: CurateError) -> None:
+def fail(exc: CurateError) -> None:
     """Every problem on its own ``error:`` line (validation reports them all), hints under them;
     no terminal colour codes from the message, nothing cut off."""
     for line in _clean(exc.message).splitlines():
@@ -158,7 +158,7 @@ def run(pipeline_file: str, progress: bool | None, run_key: str | None, resume: 
             return
         run_pipeline(pipeline, console=err_console, progress=progress, run_key=run_key, resume=resume)
     except CurateError as exc:
-        _fail(exc)
+        fail(exc)
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted:[/] no version was written")
         sys.exit(130)
@@ -218,7 +218,7 @@ def validate(pipeline_file: str) -> None:
         pipeline = load_pipeline(pipeline_file)
         files, columns = validate_plan(pipeline)
     except CurateError as exc:
-        _fail(exc)
+        fail(exc)
     out_console.print(f"{pipeline_file}: valid ({len(files)} input files, {sum(f.size for f in files):,} bytes)", highlight=False)
     for s in pipeline.stages:
         run_ = f" run: {json.dumps(s._overrides)}" if s._overrides else ""
@@ -239,7 +239,7 @@ def versions(dataset: str, as_json: bool) -> None:
     try:
         entries = history(dataset)
     except CurateError as exc:
-        _fail(exc)
+        fail(exc)
     if as_json:
         click.echo(json.dumps(entries, indent=2, default=str))
         return
@@ -307,7 +307,7 @@ def show(dataset_ref: str, list_files: bool, as_json: bool, show_config: bool) -
 
         schema = pa.schema(dt.schema().to_arrow())
     except CurateError as exc:
-        _fail(exc)
+        fail(exc)
     info = {
         "dataset": path,
         "version": v,
@@ -376,7 +376,7 @@ def vacuum(dataset: str, minutes: float | None, journals: bool, delete: bool) ->
     try:
         plan = plan_vacuum(dataset, VACUUM_MINUTES if minutes is None else minutes, journals)
     except CurateError as exc:
-        _fail(exc)
+        fail(exc)
     for uri, _ in plan.delete:
         click.echo(uri)
     if delete:
@@ -416,7 +416,7 @@ def stages(name: str | None) -> None:
     try:
         cls = resolve_stage(name)
     except CurateError as exc:
-        _fail(exc)
+        fail(exc)
     from .stage import stage_kind
 
     out_console.print(f"[bold]{name}[/] ({stage_kind(cls)}): {(cls.__doc__ or '').strip()}", highlight=False)

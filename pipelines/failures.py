@@ -89,7 +89,7 @@ def _short_path(path: str) -> str:
     return rel if not rel.startswith("..") else path
 
 
-def _unwrap(exc: BaseException) -> BaseException:
+def unwrap(exc: BaseException) -> BaseException:
     """The user-facing error inside a Ray task failure, if there is one.
 
     Ray Data wraps an exception raised in a task in ``UserCodeException``, which reaches the

@@ -68,21 +68,21 @@ def since_last(pipeline: Pipeline) -> dict[int, tuple[int | None, int | None]] |
     cfg = pipeline.config
     if cfg.input is None or cfg.input.format != "delta" or cfg.input.since_version != "last":
         return None
-    from .readers import _split_version
+    from .readers import split_version
 
     out: dict[int, tuple[int | None, int | None]] = {}
     for i, raw in enumerate(cfg.input.paths):
-        found = store.last_read_version(cfg.output.dataset, _split_version(raw)[0], cfg.output.storage_options)
+        found = store.last_read_version(cfg.output.dataset, split_version(raw)[0], cfg.output.storage_options)
         out[i] = found if found is not None else (None, None)
     return out
 
 
 def _delta_inputs(cfg: Any, since: dict[int, int | None] | None = None) -> list[Any]:
-    from .readers import _split_version
+    from .readers import split_version
 
     out = []
     for i, raw in enumerate(cfg.paths):
-        base, version = _split_version(raw)
+        base, version = split_version(raw)
         since_version = since.get(i) if since is not None else cfg.since_version
         out.append(store.resolve_delta_input(fs.table_uri(base), version if version is not None else cfg.version, since_version, cfg.storage_options))
     return out

@@ -27,9 +27,9 @@ import pyarrow.parquet as pq
 from .config import InputConfig
 from .errors import ConfigError, InputDataError
 from .readers_audio import AUDIO_COLUMNS, AUDIO_SUFFIXES, read_audio_file
-from .readers_columnar import _BAD_TEXT_HINT, _non_string_text, _read_parquet, _read_text
-from .readers_io import POS_SHIFT, SPLIT_BYTES, InputFile, ReadTask, _display, _fs, _is_url, _one_line, _open
-from .readers_jsonl import _read_jsonl
+from .readers_columnar import BAD_TEXT_HINT, non_string_text, read_parquet_task, read_text_task
+from .readers_io import POS_SHIFT, SPLIT_BYTES, InputFile, ReadTask, display_path, filesystem_of, looks_like_url, one_line, open_input
+from .readers_jsonl import read_jsonl_task
 from .stage import DROP_COLUMNS, POS
 
 
@@ -69,7 +69,7 @@ def task_from_row(row: dict[str, Any]) -> ReadTask:
     return ReadTask(InputFile(row["index"], row["path"], row["size"], row["mtime"]), row["start"], row["end"])
 
 
-def _split_version(path: str) -> tuple[str, int | None]:
+def split_version(path: str) -> tuple[str, int | None]:
     base, sep, ver = path.rpartition("@")
     if sep and ver.isdigit():
         return base, int(ver)
@@ -84,7 +84,7 @@ def plan_inputs(cfg: InputConfig, where: str = "input.paths", since: dict[int, i
     missing: list[ConfigError] = []  # every path that matches nothing is reported, not only the first
     for i, raw in enumerate(cfg.paths):
         if cfg.format == "delta":
-            base, version = _split_version(raw)
+            base, version = split_version(raw)
             version = version if version is not None else cfg.version
             since_version = since.get(i) if since is not None else cfg.since_version
             if since_version == "last":
@@ -122,8 +122,8 @@ _SUFFIXES = {
 
 def _expand(raw: str, cfg: InputConfig) -> list[tuple[str, int, float | None]]:
     suffixes = _SUFFIXES.get(cfg.format, ())
-    if _is_url(raw):
-        fs = _fs(raw, cfg.storage_options)
+    if looks_like_url(raw):
+        fs = filesystem_of(raw, cfg.storage_options)
         protocol = raw.split("://", 1)[0]
         if any(c in raw for c in "*?["):
             names = sorted(fs.glob(raw))
@@ -183,7 +183,7 @@ def delta_files(uri: str, version: int | None, storage_options: dict[str, str], 
 def split_tasks(files: list[InputFile], cfg: InputConfig, split_bytes: int = SPLIT_BYTES) -> list[ReadTask]:
     tasks: list[ReadTask] = []
     for f in files:
-        splittable = cfg.format == "jsonl" and not f.path.endswith((".gz", ".zst")) and not _is_url(f.path)
+        splittable = cfg.format == "jsonl" and not f.path.endswith((".gz", ".zst")) and not looks_like_url(f.path)
         if splittable and f.size > 2 * split_bytes:
             for start in range(0, f.size, split_bytes):
                 tasks.append(ReadTask(f, start, min(f.size, start + split_bytes)))
@@ -197,18 +197,18 @@ def read_task(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
     (gone, no permission, an I/O error) is an :class:`InputDataError` naming it (exit 3)."""
     try:
         if cfg.format == "jsonl":
-            yield from _read_jsonl(task, cfg)
+            yield from read_jsonl_task(task, cfg)
         elif cfg.format in ("parquet", "delta"):
-            yield from _read_parquet(task, cfg)
+            yield from read_parquet_task(task, cfg)
         elif cfg.format == "text":
-            yield from _read_text(task, cfg)
+            yield from read_text_task(task, cfg)
         elif cfg.format == "audio":
             f = task.file
-            yield from read_audio_file(f.path, f.index << POS_SHIFT, _display(f.path), cfg.on_error, cfg.storage_options)
+            yield from read_audio_file(f.path, f.index << POS_SHIFT, display_path(f.path), cfg.on_error, cfg.storage_options)
         else:  # pragma: no cover - excluded by config validation
             raise ValueError(cfg.format)
     except (OSError, EOFError) as exc:
-        raise InputDataError(f"{_display(task.file.path)}: cannot read the file ({type(exc).__name__}: {_one_line(exc)})") from None
+        raise InputDataError(f"{display_path(task.file.path)}: cannot read the file ({type(exc).__name__}: {one_line(exc)})") from None
 
 
 def input_columns(cfg: InputConfig, files: list[InputFile]) -> list[str]:
@@ -220,21 +220,21 @@ def input_columns(cfg: InputConfig, files: list[InputFile]) -> list[str]:
     if not files and cfg.format != "delta":
         return ["id"]
     if files:
-        with _open(files[0].path, cfg.storage_options) as fh:
+        with open_input(files[0].path, cfg.storage_options) as fh:
             try:
                 schema = pq.ParquetFile(fh).schema_arrow
             except (pa.ArrowInvalid, OSError) as exc:
-                raise InputDataError(f"{_display(files[0].path)}: not a readable Parquet file: {_one_line(exc)}") from None
+                raise InputDataError(f"{display_path(files[0].path)}: not a readable Parquet file: {one_line(exc)}") from None
     else:  # a delta input with nothing (new) to read: the columns are the table's own
         from .store import delta_schema
 
-        base, version = _split_version(cfg.paths[0])
+        base, version = split_version(cfg.paths[0])
         schema = delta_schema(base, version if version is not None else cfg.version, cfg.storage_options)
     names = list(schema.names)
     if cfg.text_field in names and cfg.on_error == "fail":
-        bad = _non_string_text(schema, cfg)
+        bad = non_string_text(schema, cfg)
         if bad is not None:  # before Ray starts (the reader checks every file)
-            raise InputDataError(f"{_display(files[0].path)}: {bad}", hint=_BAD_TEXT_HINT)
+            raise InputDataError(f"{display_path(files[0].path)}: {bad}", hint=BAD_TEXT_HINT)
     cols = ["id"]
     if cfg.text_field in names:
         cols.append("text")

@@ -58,7 +58,7 @@ def probe_duration(data: bytes) -> float | None:
     try:
         container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        why = getattr(exc, "strerror", None) or _one_line(exc)
+        why = getattr(exc, "strerror", None) or one_line(exc)
         raise ValueError(f"PyAV cannot open it ({why})") from None
     with container:
         streams = container.streams.audio
@@ -97,7 +97,7 @@ def read_audio_file(path: str, pos: int, shown: str, on_error: str, storage_opti
     yield pa.Table.from_pylist([row], schema=SCHEMA)
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 

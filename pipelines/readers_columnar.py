@@ -14,16 +14,16 @@ from .config import InputConfig
 from .errors import InputDataError
 from .stage import DROP_COLUMNS, DROP_REASON, DROP_RULE, DROP_STAGE, DUPLICATE_OF, POS
 
-from .readers_io import POS_SHIFT, ReadTask, _Batcher, _display, _open, _one_line
+from .readers_io import POS_SHIFT, ReadTask, Batcher, display_path, open_input, one_line
 
 
-_BAD_TEXT_HINT = (
+BAD_TEXT_HINT = (
     "the text column must hold strings, as in JSONL inputs (where a number is rejected too): convert the column, "
     "read another column with input.text_field, or set input.on_error: skip to drop and record such rows"
 )
 
 
-def _non_string_text(schema: pa.Schema, cfg: InputConfig) -> str | None:
+def non_string_text(schema: pa.Schema, cfg: InputConfig) -> str | None:
     """Why the text column cannot be read as text (it is not a string column), or None.
 
     Numbers are not converted to text: a JSONL record whose text is a number fails (or is skipped)
@@ -36,15 +36,15 @@ def _non_string_text(schema: pa.Schema, cfg: InputConfig) -> str | None:
     return f"column {cfg.text_field!r} is {t}, not a string"
 
 
-def _read_parquet(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
+def read_parquet_task(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
     f = task.file
     base = f.index << POS_SHIFT
-    shown = _display(f.path)
-    with _open(f.path, cfg.storage_options) as fh:
+    shown = display_path(f.path)
+    with open_input(f.path, cfg.storage_options) as fh:
         try:
             pf = pq.ParquetFile(fh)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise InputDataError(f"{shown}: not a readable Parquet file: {_one_line(exc)}") from None
+            raise InputDataError(f"{shown}: not a readable Parquet file: {one_line(exc)}") from None
         names = list(pf.schema_arrow.names)
         has_text = cfg.text_field in names
         if not has_text and cfg.text_field != "text":
@@ -52,9 +52,9 @@ def _read_parquet(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
                 f"{shown}: no column {cfg.text_field!r} (columns: {', '.join(sorted(names))})",
                 hint="set input.text_field to the column holding the text",
             )
-        bad_text = _non_string_text(pf.schema_arrow, cfg) if has_text else None
+        bad_text = non_string_text(pf.schema_arrow, cfg) if has_text else None
         if bad_text is not None and cfg.on_error == "fail":
-            raise InputDataError(f"{shown}: {bad_text}", hint=_BAD_TEXT_HINT)
+            raise InputDataError(f"{shown}: {bad_text}", hint=BAD_TEXT_HINT)
         keep = [c for c in (names if cfg.keep_fields is None else cfg.keep_fields) if c not in (cfg.id_field, cfg.text_field)]
         wanted = [c for c in (cfg.id_field, cfg.text_field, *keep) if c in names]
         row = 0
@@ -66,7 +66,7 @@ def _read_parquet(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
                 break
             except (OSError, EOFError, ValueError, pa.ArrowException) as exc:
                 # a corrupt page or row group: name the file and where it broke, as for a truncated .gz
-                where = f"{shown}: the Parquet file is corrupt after row {row} ({type(exc).__name__}: {_one_line(exc)})"
+                where = f"{shown}: the Parquet file is corrupt after row {row} ({type(exc).__name__}: {one_line(exc)})"
                 if cfg.on_error == "fail":
                     raise InputDataError(where, hint="re-fetch or rewrite the file, or set input.on_error: skip to keep the rows before the break and record it") from None
                 # on_error: skip: the rows before the break were yielded; the break is one dropped row
@@ -135,11 +135,11 @@ def _drop_null_text(table: pa.Table, shown: str, cfg: InputConfig) -> pa.Table:
     return table.set_column(table.schema.get_field_index("text"), "text", pc.fill_null(table.column("text"), ""))
 
 
-def _read_text(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
+def read_text_task(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
     f = task.file
-    shown = _display(f.path)
-    batcher = _Batcher(cfg)
-    with _open(f.path, cfg.storage_options) as fh:
+    shown = display_path(f.path)
+    batcher = Batcher(cfg)
+    with open_input(f.path, cfg.storage_options) as fh:
         data = fh.read()
     try:
         text = data.decode("utf-8")

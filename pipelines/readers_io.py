@@ -42,18 +42,18 @@ class ReadTask:
     version: int | None = None  # delta input
 
 
-def _is_url(path: str) -> bool:
+def looks_like_url(path: str) -> bool:
     return "://" in path
 
 
-def _fs(path: str, storage_options: dict[str, str]) -> Any:
+def filesystem_of(path: str, storage_options: dict[str, str]) -> Any:
     import fsspec.core
 
     fs, _ = fsspec.core.url_to_fs(path, **storage_options)
     return fs
 
 
-def _open(path: str, storage_options: dict[str, str]) -> Any:
+def open_input(path: str, storage_options: dict[str, str]) -> Any:
     """A buffered binary reader of the file's decompressed bytes (gzip and zstd by suffix)."""
     import fsspec
 
@@ -67,8 +67,8 @@ def _open(path: str, storage_options: dict[str, str]) -> Any:
     return raw
 
 
-def _display(path: str) -> str:
-    if _is_url(path):
+def display_path(path: str) -> str:
+    if looks_like_url(path):
         return path
     try:
         rel = os.path.relpath(path)
@@ -77,7 +77,7 @@ def _display(path: str) -> str:
         return path
 
 
-class _Batcher:
+class Batcher:
     """Accumulates rows and emits tables of a fixed schema."""
 
     def __init__(self, cfg: InputConfig) -> None:
@@ -135,7 +135,7 @@ class _Batcher:
         return table
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 

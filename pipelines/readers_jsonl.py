@@ -16,13 +16,13 @@ from .config import InputConfig
 from .errors import InputDataError
 from .stage import DROP_COLUMNS, POS
 
-from .readers_io import POS_SHIFT, ReadTask, _Batcher, _display, _open
+from .readers_io import POS_SHIFT, ReadTask, Batcher, display_path, open_input
 
 
 def _line_number(path: str, offset: int, cfg: InputConfig) -> int:
     """1-based line number of the line starting at ``offset`` (counted only on the error path)."""
     count = 0
-    with _open(path, cfg.storage_options) as f:
+    with open_input(path, cfg.storage_options) as f:
         remaining = offset
         while remaining > 0:
             chunk = f.read(min(remaining, 16 * 1024**2))
@@ -158,13 +158,13 @@ def _parse_block_fast(block: bytes, pos0: int, cfg: InputConfig) -> pa.Table | N
     return pa.table(cols)
 
 
-def _read_jsonl(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
+def read_jsonl_task(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
     f = task.file
     base = f.index << POS_SHIFT
-    batcher = _Batcher(cfg)
-    shown = _display(f.path)
+    batcher = Batcher(cfg)
+    shown = display_path(f.path)
     lineno: int | None = 1 if task.start == 0 else None  # line numbers of a later range: on demand
-    with _open(f.path, cfg.storage_options) as raw:
+    with open_input(f.path, cfg.storage_options) as raw:
         fh = _Tolerant(raw)
         end_offset = task.start
         for block, block_offset in _iter_blocks(fh, task):

@@ -16,7 +16,7 @@ import socket
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NoReturn
 
 import pyarrow as pa
 from rich.console import Console
@@ -27,7 +27,7 @@ from curate._version import __version__
 from . import fs, journal, pending, store, vacuum
 from .config import Pipeline
 from .errors import CurateError, TransientFailureError
-from .failures import _unwrap
+from .failures import unwrap
 from .plan import check_columns, checkpoint_before_global, stage_labels
 from .preflight import check_output, plan_run_inputs, validate_plan
 from .progress import ProgressDisplay, summary_table
@@ -107,31 +107,84 @@ def _end_marker(main_uri: str, run_id: str, so: dict[str, str], *, failed: bool)
         log.warning("could not update the run marker of %s: %r", run_id, exc)
 
 
-def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progress: bool | None, run_key: str | None, resume: bool) -> RunResult:
-    import ray
+@dataclasses.dataclass
+class _Run:
+    """What one run knows from its start: where it writes, who it is, where it reports."""
 
-    cfg = pipeline.config
-    out = cfg.output
-    so = out.storage_options
-    t_start = time.time()
+    pipeline: Pipeline
+    run_id: str
+    log_file: str
+    console: Console
+    run_key: str | None
+    t_start: float
+    main_uri: str
+    dropped_uri: str | None
+    so: dict[str, str]
+
+    def say(self, msg: str) -> None:
+        log.info(msg)
+        self.console.print(msg, highlight=False)
+
+
+@dataclasses.dataclass
+class _Planned:
+    """Plan and resume: the read tasks to run, and what earlier attempts already finished."""
+
+    inputs: Any
+    labels: list[str]
+    fed_back: list[dict[str, Any]]  # rows the previous version kept aside, read again
+    key: str  # the journal key
+    jr: journal.Journal | None
+    reused: dict[Any, Any]  # journal records of read tasks an earlier attempt finished
+    again: list[Any]  # their rows kept aside for a transient failure, fed in again
+    again_counts: list[dict[str, Any]]
+    tasks: list[dict[str, Any]]
+    has_global: bool
+    checkpoint: bool
+
+
+@dataclasses.dataclass
+class _Executed:
+    """What the Ray part produced: staged shards, exact counts, per-stage stats, the gate."""
+
+    main_files: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    dropped_files: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    pending_files: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    totals: dict[str, Any] = dataclasses.field(default_factory=dict)
+    stage_stats: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    gate: dict[str, Any] | None = None
+    resources: dict[str, Any] = dataclasses.field(default_factory=dict)
+    t_ray: float = 0.0
+    t_ray_up: float = 0.0
+    t_exec: float = 0.0
+
+
+def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progress: bool | None, run_key: str | None, resume: bool) -> RunResult:
+    """The run's lifecycle: plan and resume, execute on Ray (with the gate), publish, report."""
+    out = pipeline.config.output
+    run = _Run(pipeline, run_id, log_file, console, run_key, time.time(), fs.table_uri(out.dataset),
+               fs.table_uri(out.dropped_path) if out.keep_dropped else None, out.storage_options)
     log.info("run %s of %s (curate %s)", run_id, pipeline.source, __version__)
     log.info("resolved config: %s", json.dumps(pipeline.resolved(), sort_keys=True))
-    main_uri = fs.table_uri(out.dataset)
-    dropped_uri = fs.table_uri(out.dropped_path) if out.keep_dropped else None
     for stage in pipeline.stages:  # stages that keep state beside the dataset (a request cache)
-        stage.bind_output(main_uri, so)
-
+        stage.bind_output(run.main_uri, run.so)
     # Everything that can fail on bad input is checked before Ray starts (the output first: a
     # plain file where the dataset goes is a ConfigError, not the run key lookup's DeltaError).
     check_output(pipeline)
     if run_key is not None:
-        done = store.committed_run_key(main_uri, run_key, so)
+        done = store.committed_run_key(run.main_uri, run_key, run.so)
         if done is not None:
-            msg = f"run key {run_key!r} was already committed to {out.dataset} as version {done}: nothing to do"
-            log.info(msg)
-            console.print(msg, highlight=False)
-            return RunResult(run_id, None, None, 0, 0, [], log_file, time.time() - t_start, skipped=True)
+            run.say(f"run key {run_key!r} was already committed to {out.dataset} as version {done}: nothing to do")
+            return RunResult(run_id, None, None, 0, 0, [], log_file, time.time() - run.t_start, skipped=True)
+    planned = _plan(run, resume)
+    executed = _execute(run, planned, progress)
+    return _publish(run, planned, executed)
 
+
+def _plan(run: _Run, resume: bool) -> _Planned:
+    """The inputs and their columns checked, the run marked alive, and the read tasks left to do
+    (an earlier attempt's finished ones taken from the journal, kept-aside rows fed back)."""
+    pipeline, cfg = run.pipeline, run.pipeline.config
     inputs = plan_run_inputs(pipeline)
     labels = stage_labels(pipeline.stages)
     fed_back = pending.task_rows(inputs.pending, labels)  # rows the previous version kept aside
@@ -140,65 +193,97 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
     for f in inputs.files:
         if f.size == 0:
             log.warning("input file %s is empty", f.path)
-            console.print(f"[yellow]warning:[/] input file {f.path} is empty")
-
+            run.console.print(f"[yellow]warning:[/] input file {f.path} is empty")
     # this run is writing shards into the dataset folder (`curate vacuum` leaves them alone)
-    vacuum.mark_run_alive(main_uri, run_id, so)
+    vacuum.mark_run_alive(run.main_uri, run.run_id, run.so)
     has_global = any(isinstance(s, GlobalStage) for s in pipeline.stages)
     checkpoint = checkpoint_before_global(pipeline.stages)
     # where and how it runs (ray:, run:) does not change what it writes: not part of the key
     # (nor do the expectations: a rerun after a failed gate reuses the shards it wrote)
     what = {k: v for k, v in pipeline.resolved().items() if k not in ("ray", "run", "expectations")}
-    key = journal.journal_key(json.dumps(what, sort_keys=True, default=str), [(t["path"], t["size"], t["mtime"], t["start"], t["rows"]) for t in inputs.tasks + fed_back], main_uri, out.mode)
-    jr: journal.Journal | None = None
-    if resume and (checkpoint or not has_global):
-        jr = journal.Journal.open(main_uri, key, run_id, so)
-        if jr.reused and _journal_committed(main_uri, key, so):
-            log.info("journal %s belongs to a committed version: starting afresh", key)
-            jr.discard_all()
-            jr = journal.Journal.open(main_uri, key, run_id, so)
+    key = journal.journal_key(json.dumps(what, sort_keys=True, default=str),
+                              [(t["path"], t["size"], t["mtime"], t["start"], t["rows"]) for t in inputs.tasks + fed_back],
+                              run.main_uri, cfg.output.mode)
+    jr = _open_journal(run, key) if resume and (checkpoint or not has_global) else None
     reused = jr.reused if jr is not None else {}
     tasks = [t for t in inputs.tasks if int(t["task"]) not in reused] + fed_back
     # rows an earlier attempt kept aside (failed for a transient reason) go in again, not its drops
     again, again_counts = pending.reused_pending(reused) if not has_global else ([], [])
-    tasks += pending.journal_task_rows(main_uri, again, labels, first=len(fed_back))
+    tasks += pending.journal_task_rows(run.main_uri, again, labels, first=len(fed_back))
     if reused:
-        msg = f"resuming: {len(reused)} of {len(inputs.tasks)} read tasks were finished by an earlier run ({', '.join(jr.reused_from) if jr else ''})"
-        log.info(msg)
-        console.print(msg, highlight=False)
+        run.say(f"resuming: {len(reused)} of {len(inputs.tasks)} read tasks were finished by an earlier run "
+                f"({', '.join(jr.reused_from) if jr else ''})")
+    return _Planned(inputs, labels, fed_back, key, jr, reused, again, again_counts, tasks, has_global, checkpoint)
 
-    from .execution import ExecPlan, WriteTarget, execute
 
+def _open_journal(run: _Run, key: str) -> journal.Journal:
+    """The resume journal of ``key``, started afresh when it belongs to a committed version."""
+    jr = journal.Journal.open(run.main_uri, key, run.run_id, run.so)
+    if jr.reused and _journal_committed(run.main_uri, key, run.so):
+        log.info("journal %s belongs to a committed version: starting afresh", key)
+        jr.discard_all()
+        jr = journal.Journal.open(run.main_uri, key, run.run_id, run.so)
+    return jr
+
+
+def _exec_plan(run: _Run, planned: _Planned) -> Any:
+    """The execution engine's plan: tasks, stages, where shards, journal records and the
+    checkpoint go."""
+    from .execution import ExecPlan, WriteTarget
+
+    out, jr = run.pipeline.config.output, planned.jr
     target = WriteTarget(
-        main_uri=main_uri, dropped_uri=dropped_uri, run_id=run_id, shard_rows=out.shard_rows,
-        shard_bytes=int(out.shard_bytes), compression=out.compression, storage_options=so,
-        journal_uri=jr.attempt_uri if jr is not None and not has_global else None,
+        main_uri=run.main_uri, dropped_uri=run.dropped_uri, run_id=run.run_id, shard_rows=out.shard_rows,
+        shard_bytes=int(out.shard_bytes), compression=out.compression, storage_options=run.so,
+        journal_uri=jr.attempt_uri if jr is not None and not planned.has_global else None,
     )
-    ckpt_uri = fs.join(jr.attempt_uri, "checkpoint") if jr is not None and checkpoint else None
-    plan = ExecPlan(
-        tasks=tasks, input_cfg=cfg.input, stages=pipeline.stages, labels=labels, target=target,
-        journal_uri=jr.attempt_uri if jr is not None else None, checkpoint_uri=ckpt_uri,
-        reused_checkpoints=[fs.join(fs.join(jr.root, w["attempt"]), "checkpoint", f["path"]) for rec in reused.values() for w in rec.writes for f in w["files"] if f["kind"] == "ckpt"] if jr else [],
+    reused_checkpoints = [fs.join(fs.join(jr.root, w["attempt"]), "checkpoint", f["path"]) for rec in planned.reused.values()
+                          for w in rec.writes for f in w["files"] if f["kind"] == "ckpt"] if jr else []
+    return ExecPlan(
+        tasks=planned.tasks, input_cfg=run.pipeline.config.input, stages=run.pipeline.stages, labels=planned.labels, target=target,
+        journal_uri=jr.attempt_uri if jr is not None else None,
+        checkpoint_uri=fs.join(jr.attempt_uri, "checkpoint") if jr is not None and planned.checkpoint else None,
+        reused_checkpoints=reused_checkpoints,
     )
-    if jr is not None:
-        jr.start({"run_id": run_id, "key": key, "pipeline": os.path.abspath(pipeline.source)})
 
-    main_files: list[dict[str, Any]] = []
-    dropped_files: list[dict[str, Any]] = []
-    totals: dict[str, Any] = {}
+
+def _resumed_outputs(planned: _Planned) -> _Executed:
+    """The shards and counts earlier attempts wrote for the read tasks this run skips (less the
+    counts of their kept-aside rows, which go in again)."""
     from .execution.writer import merge_counts
 
-    pending_files: list[dict[str, Any]] = []
-    if not has_global:
-        for rec in reused.values():
-            for w in rec.writes:
-                main_files += [f for f in w["files"] if f["kind"] == "main"]
-                dropped_files += [f for f in w["files"] if f["kind"] == "dropped"]
-                merge_counts(totals, w["counts"])
-        for counts in again_counts:
-            merge_counts(totals, counts, sign=-1)
+    done = _Executed()
+    if planned.has_global:
+        return done
+    for rec in planned.reused.values():
+        for w in rec.writes:
+            done.main_files += [f for f in w["files"] if f["kind"] == "main"]
+            done.dropped_files += [f for f in w["files"] if f["kind"] == "dropped"]
+            merge_counts(done.totals, w["counts"])
+    for counts in planned.again_counts:
+        merge_counts(done.totals, counts, sign=-1)
+    return done
 
-    stats_holder: dict[str, Any] = {}
+
+def _collect(done: _Executed, batch: Any, final: bool) -> None:
+    """One batch of the engine's output rows: counts (of the final phase), shards, kept-aside rows."""
+    from .execution.writer import merge_counts
+
+    for row in batch.to_pylist():
+        if row["kind"] == "counts":
+            if final:
+                merge_counts(done.totals, json.loads(row["info"]))
+        elif row["kind"] == "main":
+            done.main_files.append(row)
+        elif row["kind"] == "dropped":
+            done.dropped_files.append(row)
+        elif row["kind"] == "pending" and final:
+            done.pending_files.append(row)
+
+
+def _poller(run: _Run, jr: journal.Journal | None, stats_holder: dict[str, Any]) -> Any:
+    """The live stats of the run (and, every 20 s, the run marker's and journal's heartbeat)."""
+    import ray
 
     last_beat = [time.time()]
 
@@ -206,7 +291,7 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
         if time.time() - last_beat[0] > 20:
             last_beat[0] = time.time()
             try:
-                vacuum.mark_run_alive(main_uri, run_id, so)  # the heartbeat of a run on another host
+                vacuum.mark_run_alive(run.main_uri, run.run_id, run.so)  # the heartbeat of a run on another host
                 if jr is not None:
                     jr.heartbeat()
             except OSError as exc:
@@ -214,161 +299,202 @@ def _run(pipeline: Pipeline, run_id: str, log_file: str, console: Console, progr
         actor = stats_holder.get("actor")
         return ray.get(actor.snapshot.remote(), timeout=5) if actor is not None else {}
 
+    return poll
+
+
+def _execute(run: _Run, planned: _Planned, progress: bool | None) -> _Executed:
+    """Ray up, the stages run, every output row collected, the transient-failure limit and the
+    publish gate checked. Raises on failure (nothing is published)."""
+    from .execution import execute
+
+    pipeline, labels, cfg = run.pipeline, planned.labels, run.pipeline.config
+    plan = _exec_plan(run, planned)
+    if planned.jr is not None:
+        planned.jr.start({"run_id": run.run_id, "key": planned.key, "pipeline": os.path.abspath(pipeline.source)})
+    done = _resumed_outputs(planned)
+    stats_holder: dict[str, Any] = {}
+    poll = _poller(run, planned.jr, stats_holder)
     show = cfg.run.progress if progress is None else progress
-    t_ray = time.time()
+    done.t_ray = time.time()
     with ray_session(pipeline) as resources:
-        t_ray_up = time.time()
-        log.info("ray started in %.1fs: %s", t_ray_up - t_ray, resources)
+        done.t_ray_up, done.resources = time.time(), resources
+        log.info("ray started in %.1fs: %s", done.t_ray_up - done.t_ray, resources)
         check_gpus(pipeline, labels, resources)
         check_cpus(pipeline, labels, resources)
         check_fits(pipeline, labels, resources)
-        _explain_actor_restart_line(pipeline, console)
+        _explain_actor_restart_line(pipeline, run.console)
         watchdog = Watchdog(poll, cfg.run.stall_timeout, log.warning)
         try:
-            with ProgressDisplay(poll, labels, console, show, log.info), watchdog:
+            with ProgressDisplay(poll, labels, run.console, show, log.info), watchdog:
                 for phase, batch in execute(plan, cluster=resources, log=log.info, on_stats=lambda a: stats_holder.__setitem__("actor", a)):
                     watchdog.beat()
-                    final = phase == "final" or not has_global
-                    for row in batch.to_pylist():
-                        if row["kind"] == "counts":
-                            if final:
-                                merge_counts(totals, json.loads(row["info"]))
-                        elif row["kind"] == "main":
-                            main_files.append(row)
-                        elif row["kind"] == "dropped":
-                            dropped_files.append(row)
-                        elif row["kind"] == "pending" and final:
-                            pending_files.append(row)
+                    _collect(done, batch, final=phase == "final" or not planned.has_global)
         except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt) and watchdog.stalled:
-                stalled = watchdog.error(labels)
-                log.error("%s", stalled)
-                raise stalled from None
-            inner = _unwrap(exc)
-            log.error("run failed: %r", inner, exc_info=not isinstance(inner, CurateError))
-            if isinstance(inner, CurateError):
-                raise inner from None
-            raise
+            _raise_run_failure(exc, watchdog, labels)
         try:
             live_stats = poll()
         except Exception as exc:  # the data is done: a slow stats actor must not fail the run
             log.warning("final live stats unavailable (%r); worker seconds omitted", exc)
             live_stats = {}
-        t_exec = time.time()
-        pending.drop_zero_counts(totals)
-        stage_stats = _stage_stats(labels, pipeline, totals, live_stats)
-        _check_transient(pipeline, labels, stage_stats, totals, jr if has_global else None)
-        gate = None
+        done.t_exec = time.time()
+        pending.drop_zero_counts(done.totals)
+        done.stage_stats = _stage_stats(labels, pipeline, done.totals, live_stats)
+        _check_transient(pipeline, labels, done.stage_stats, done.totals, planned.jr if planned.has_global else None)
         if pipeline.expectations:  # the publish gate, on the staged shards, in Ray tasks: raises if it fails
             from .execution.gate import ray_mapper
             from .expectations.gate import gate_staged
 
-            gate = gate_staged(pipeline.expectations, main_uri, main_files, mode=out.mode, storage_options=so, log_file=log_file,
-                               run_id=run_id, console=console, mapper=ray_mapper)
+            done.gate = gate_staged(pipeline.expectations, run.main_uri, done.main_files, mode=cfg.output.mode, storage_options=run.so,
+                                    log_file=run.log_file, run_id=run.run_id, console=run.console, mapper=ray_mapper)
+    return done
 
-    try:  # ids shared by several rows make duplicate_of ambiguous: counted, and warned about
-        duplicate_ids: int | None = store.count_duplicate_ids(main_uri, main_files, so)
-    except Exception as exc:
-        log.warning("could not count duplicate ids: %r", exc)
-        duplicate_ids = None
-    kept = int(totals.get("kept", 0))
-    total_in = int(totals.get("inputs", 0))
-    metadata = {
-        "run_id": run_id,
-        "run_key": run_key,
+
+def _raise_run_failure(exc: BaseException, watchdog: Watchdog, labels: list[str]) -> NoReturn:
+    """Raise what the run failed with: a stall as :class:`RunStalledError`, a curate error as
+    itself (unwrapped from Ray's), anything else as it is; logged either way."""
+    if isinstance(exc, KeyboardInterrupt) and watchdog.stalled:
+        stalled = watchdog.error(labels)
+        log.error("%s", stalled)
+        raise stalled from None
+    inner = unwrap(exc)
+    log.error("run failed: %r", inner, exc_info=not isinstance(inner, CurateError))
+    if isinstance(inner, CurateError):
+        raise inner from None
+    raise exc
+
+
+def _metadata(run: _Run, planned: _Planned, done: _Executed, duplicate_ids: int | None) -> dict[str, Any]:
+    """The commit metadata: the run's lineage (config, inputs, stages, counts, timings, where)."""
+    pipeline, cfg, jr = run.pipeline, run.pipeline.config, planned.jr
+    return {
+        "run_id": run.run_id,
+        "run_key": run.run_key,
         "curate_version": __version__,
         "pipeline_file": os.path.abspath(pipeline.source),
         "config": pipeline.resolved(),
         "config_fingerprint": pipeline.fingerprint(),
-        "inputs": inputs.lineage,
-        "stages": stage_stats,
-        "stage_metadata": {label: s.metadata() for label, s in zip(labels, pipeline.stages) if s.metadata()},
-        "rows": kept,
-        "rows_in": total_in,
+        "inputs": planned.inputs.lineage,
+        "stages": done.stage_stats,
+        "stage_metadata": {label: s.metadata() for label, s in zip(planned.labels, pipeline.stages) if s.metadata()},
+        "rows": int(done.totals.get("kept", 0)),
+        "rows_in": int(done.totals.get("inputs", 0)),
         "duplicate_ids": duplicate_ids,
-        "pending": pending.summary(pending_files, totals),
-        "retried": {"rows_from_version": inputs.pending_version, "files": len(fed_back), "files_from_journal": len(again)} if fed_back or again else None,
-        "journal": {"key": key, "resumed_tasks": len(reused), "attempts": [*(jr.reused_from if jr else []), run_id]} if jr else None,
-        "timings": {"ray_start_s": round(t_ray_up - t_ray, 3), "execute_s": round(t_exec - t_ray_up, 3)},
-        "ray": {"address": cfg.ray.address or "local", "resources": resources},
+        "pending": pending.summary(done.pending_files, done.totals),
+        "retried": {"rows_from_version": planned.inputs.pending_version, "files": len(planned.fed_back), "files_from_journal": len(planned.again)}
+        if planned.fed_back or planned.again else None,
+        "journal": {"key": planned.key, "resumed_tasks": len(planned.reused), "attempts": [*(jr.reused_from if jr else []), run.run_id]} if jr else None,
+        "timings": {"ray_start_s": round(done.t_ray_up - done.t_ray, 3), "execute_s": round(done.t_exec - done.t_ray_up, 3)},
+        "ray": {"address": cfg.ray.address or "local", "resources": done.resources},
         "host": socket.gethostname(),
         "user": getpass.getuser(),
-        "started_at": datetime.fromtimestamp(t_start, timezone.utc).isoformat(),
-        **({"expectations": gate} if gate is not None else {}),
+        "started_at": datetime.fromtimestamp(run.t_start, timezone.utc).isoformat(),
+        **({"expectations": done.gate} if done.gate is not None else {}),
     }
+
+
+def _count_duplicate_ids(run: _Run, done: _Executed) -> int | None:
+    try:  # ids shared by several rows make duplicate_of ambiguous: counted, and warned about
+        return store.count_duplicate_ids(run.main_uri, done.main_files, run.so)
+    except Exception as exc:
+        log.warning("could not count duplicate ids: %r", exc)
+        return None
+
+
+def _publish(run: _Run, planned: _Planned, done: _Executed) -> RunResult:
+    """One version of the dataset (and of the dropped rows) committed with the run's lineage, or
+    none when another run committed the same run key meanwhile; then the journal and the dead
+    runs' shards cleaned up, and the report."""
+    duplicate_ids = _count_duplicate_ids(run, done)
+    metadata = _metadata(run, planned, done, duplicate_ids)
     try:  # alive until committed (a run on another host is judged by its heartbeat)
-        vacuum.mark_run_alive(main_uri, run_id, so)
+        vacuum.mark_run_alive(run.main_uri, run.run_id, run.so)
     except OSError as exc:
         log.warning("run marker heartbeat failed: %r", exc)
     pause = float(os.environ.get("CURATE_PAUSE_BEFORE_COMMIT", "0") or 0)
     if pause > 0:  # a failure-injection point for tests: every shard is written, nothing committed
         log.info("pausing %.1fs before the commit (CURATE_PAUSE_BEFORE_COMMIT)", pause)
         time.sleep(pause)
-    dropped_version = None
-    # The dropped-rows table is committed first: the main commit, which makes the run visible,
-    # names the dropped version, so a crash between the two never points at a missing version.
+    committed = _commit(run, planned, done, metadata)
+    if committed is None:
+        return RunResult(run.run_id, None, None, 0, 0, done.stage_stats, run.log_file, time.time() - run.t_start, skipped=True)
+    version, dropped_version = committed
+    if planned.jr is not None:
+        planned.jr.discard()
+    _remove_dead_runs_shards(run.main_uri, run.so, run.console)
+    if planned.jr is not None:
+        for earlier in planned.jr.reused_from:  # killed runs whose work this version published
+            _end_marker(run.main_uri, earlier, run.so, failed=False)
+    return _report(run, planned, done, version, dropped_version, duplicate_ids)
+
+
+def _commit(run: _Run, planned: _Planned, done: _Executed, metadata: dict[str, Any]) -> tuple[int, int | None] | None:
+    """Commit the dropped rows, then the dataset (the commit that makes the run visible, naming the
+    dropped version); undo the first when the second fails. None: the run key was committed by
+    another run meanwhile (nothing published)."""
     from .execution.writer import DROPPED_SCHEMA
 
-    if dropped_uri is not None:
+    cfg, so = run.pipeline.config, run.so
+    dropped_version = None
+    if run.dropped_uri is not None:
         dropped_version = store.commit(
-            dropped_uri, dropped_files, mode=out.mode, metadata={"run_id": run_id, "of_dataset": main_uri},
+            run.dropped_uri, done.dropped_files, mode=cfg.output.mode, metadata={"run_id": run.run_id, "of_dataset": run.main_uri},
             storage_options=so, default_schema=DROPPED_SCHEMA, name=None,
         )
-        metadata["dropped_dataset"] = {"path": dropped_uri, "version": dropped_version}
-    metadata["timings"]["commit_s"] = round(time.time() - t_exec, 3)
-    metadata["timings"]["total_s"] = round(time.time() - t_start, 3)
-    default_schema = pa.schema([("id", pa.string()), *([("text", pa.string())] if "text" in inputs.columns else [])])
+        metadata["dropped_dataset"] = {"path": run.dropped_uri, "version": dropped_version}
+    metadata["timings"]["commit_s"] = round(time.time() - done.t_exec, 3)
+    metadata["timings"]["total_s"] = round(time.time() - run.t_start, 3)
+    default_schema = pa.schema([("id", pa.string()), *([("text", pa.string())] if "text" in planned.inputs.columns else [])])
     try:
         version = store.commit(
-            main_uri, main_files, mode=out.mode, metadata=metadata, storage_options=so,
-            default_schema=default_schema, name=cfg.name, run_key=run_key,
+            run.main_uri, done.main_files, mode=cfg.output.mode, metadata=metadata, storage_options=so,
+            default_schema=default_schema, name=cfg.name, run_key=run.run_key,
         )
     except BaseException as exc:
         # one run = one version of both tables or of neither: undo the dropped-rows commit
-        if dropped_uri is not None and dropped_version is not None:
-            _undo_commit(dropped_uri, dropped_version, run_id, so)
+        if run.dropped_uri is not None and dropped_version is not None:
+            _undo_commit(run.dropped_uri, dropped_version, run.run_id, so)
         if not isinstance(exc, store.RunKeyCommittedError):
-            log.error("the commit of %s failed: %r", main_uri, exc, exc_info=True)
+            log.error("the commit of %s failed: %r", run.main_uri, exc, exc_info=True)
             raise
         # another run with the same key committed while this one ran: it published, this does not
-        msg = f"run key {run_key!r} was committed by another run while this one ran: nothing published ({exc.message})"
-        log.info(msg)
-        console.print(msg, highlight=False)
-        if jr is not None:
-            jr.discard()
-        return RunResult(run_id, None, None, 0, 0, stage_stats, log_file, time.time() - t_start, skipped=True)
-    log.info("committed %s version %d (%d rows, %d files)", main_uri, version, kept, len(main_files))
-    if jr is not None:
-        jr.discard()
-    _remove_dead_runs_shards(main_uri, so, console)
-    if jr is not None:
-        for earlier in jr.reused_from:  # killed runs whose work this version published
-            _end_marker(main_uri, earlier, so, failed=False)
-    elapsed = time.time() - t_start
-    n_dropped = sum(st["dropped"] for st in stage_stats)  # not rows in - kept: Expand stages make rows
-    result = RunResult(run_id, version, dropped_version, kept, n_dropped, stage_stats, log_file, elapsed, resumed_tasks=len(reused),
-                       expectations=gate)
-    console.print(summary_table(stage_stats, f"run {run_id}"))
+        run.say(f"run key {run.run_key!r} was committed by another run while this one ran: nothing published ({exc.message})")
+        if planned.jr is not None:
+            planned.jr.discard()
+        return None
+    log.info("committed %s version %d (%d rows, %d files)", run.main_uri, version, int(done.totals.get("kept", 0)), len(done.main_files))
+    return version, dropped_version
+
+
+def _report(run: _Run, planned: _Planned, done: _Executed, version: int, dropped_version: int | None, duplicate_ids: int | None) -> RunResult:
+    """The summary table, the one-line outcome and the warnings, printed; the :class:`RunResult`."""
+    out = run.pipeline.config.output
+    kept = int(done.totals.get("kept", 0))
+    elapsed = time.time() - run.t_start
+    n_dropped = sum(st["dropped"] for st in done.stage_stats)  # not rows in - kept: Expand stages make rows
+    result = RunResult(run.run_id, version, dropped_version, kept, n_dropped, done.stage_stats, run.log_file, elapsed,
+                       resumed_tasks=len(planned.reused), expectations=done.gate)
+    console = run.console
+    console.print(summary_table(done.stage_stats, f"run {run.run_id}"))
     console.print(
-        f"wrote [bold]{out.dataset}[/] version [bold]{version}[/]: {kept:,} rows in {len(main_files)} shards"
+        f"wrote [bold]{out.dataset}[/] version [bold]{version}[/]: {kept:,} rows in {len(done.main_files)} shards"
         + (f"; {n_dropped:,} dropped rows in {out.dropped_path} version {dropped_version}" if dropped_version is not None else "")
-        + f" ({elapsed:.1f}s, of which Ray start {t_ray_up - t_ray:.1f}s, processing {t_exec - t_ray_up:.1f}s)",
+        + f" ({elapsed:.1f}s, of which Ray start {done.t_ray_up - done.t_ray:.1f}s, processing {done.t_exec - done.t_ray_up:.1f}s)",
         highlight=False,
     )
+    warnings = []
     if duplicate_ids:
-        msg = (f"{duplicate_ids:,} of the {kept:,} rows of version {version} have an id another of its rows has too "
-               "(duplicate_of cannot tell them apart): give every input record its own id (the field input.id_field "
-               "names; a record without it gets the hash of its text)")
-        log.warning(msg)
-        console.print(f"[yellow]warning:[/] {escape(msg)}", highlight=False)
-    if pending_files:
-        msg = pending.kept_aside_message(pending.summary(pending_files, totals) or {})
+        warnings.append(f"{duplicate_ids:,} of the {kept:,} rows of version {version} have an id another of its rows has too "
+                        "(duplicate_of cannot tell them apart): give every input record its own id (the field input.id_field "
+                        "names; a record without it gets the hash of its text)")
+    if done.pending_files:
+        warnings.append(pending.kept_aside_message(pending.summary(done.pending_files, done.totals) or {}))
+    for msg in warnings:
         log.warning(msg)
         console.print(f"[yellow]warning:[/] {escape(msg)}", highlight=False)
     if kept == 0:
         log.warning("version %d of %s holds no rows", version, out.dataset)
         console.print(f"[yellow]warning:[/] no row was kept: version {version} of {out.dataset} is empty", highlight=False)
-    console.print(f"log: {log_file}", highlight=False)
+    console.print(f"log: {run.log_file}", highlight=False)
     return result
 
 

@@ -80,7 +80,7 @@ def _schema_of_files(uri: str, files: list[dict[str, Any]], storage_options: dic
         raise DatasetError(f"the shards written for {uri} have incompatible schemas: {exc}") from None
 
 
-def _open_latest(uri: str, storage_options: dict[str, str] | None) -> Any:
+def open_latest(uri: str, storage_options: dict[str, str] | None) -> Any:
     """The table at its latest version, or None if there is no table yet."""
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
@@ -91,8 +91,8 @@ def _open_latest(uri: str, storage_options: dict[str, str] | None) -> Any:
         return None
 
 
-def _latest_version(uri: str, storage_options: dict[str, str] | None) -> int | None:
-    dt = _open_latest(uri, storage_options)
+def latest_version(uri: str, storage_options: dict[str, str] | None) -> int | None:
+    dt = open_latest(uri, storage_options)
     return None if dt is None else int(dt.version())
 
 
@@ -157,7 +157,7 @@ def commit(
 
     other: int | None = None  # the latest version another writer committed meanwhile
     for attempt in range(max(1, max_attempts)):
-        dt = _open_latest(uri, storage_options)
+        dt = open_latest(uri, storage_options)
         base = -1 if dt is None else int(dt.version())
         if run_key is not None and dt is not None:
             done = _txn_version(dt, run_key)
@@ -186,7 +186,7 @@ def commit(
                 dt.create_write_transaction(actions, mode=mode, schema=target_schema, commit_properties=props)
             return target
         except (DeltaError, OSError) as exc:
-            latest = _latest_version(uri, storage_options)
+            latest = latest_version(uri, storage_options)
             if latest is None or latest < target:
                 raise DatasetError(f"cannot commit to {uri}: {_whole(exc)}") from None  # not a race
             # The table moved. Usually another writer took `target`; but an error raised after the
@@ -267,12 +267,12 @@ def _landed(uri: str, version: int, commit_id: str, some_paths: list[str], stora
     from deltalake import DeltaTable
 
     dt = DeltaTable(uri, version=version, storage_options=storage_options or None)
-    return some_paths[0] in {unquote(p) for p in _log_paths(dt)}
+    return some_paths[0] in {unquote(p) for p in log_paths(dt)}
 
 
 def committed_run_key(uri: str, key: str, storage_options: dict[str, str] | None = None) -> int | None:
     """The table version that committed ``key``; None if no version did (or there is no table)."""
-    dt = _open_latest(table_uri(uri), storage_options)
+    dt = open_latest(table_uri(uri), storage_options)
     return None if dt is None else _txn_version(dt, key)
 
 
@@ -294,7 +294,7 @@ class DeltaInput:
         return {"uri": self.uri, "version": self.version, "since_version": self.since_version, "files": len(self.files)}
 
 
-def _log_paths(dt: Any) -> list[str]:
+def log_paths(dt: Any) -> list[str]:
     return [str(p) for p in dt.get_add_actions(flatten=False).column("path").to_pylist()]
 
 
@@ -334,11 +334,11 @@ def resolve_delta_input(
         step = DeltaTable(uri, version=since_version, storage_options=opts)
     except Exception as exc:
         raise DatasetError(f"cannot open dataset {uri} at since_version {since_version}: {_first_line(exc)}") from None
-    seen = set(_log_paths(step))
+    seen = set(log_paths(step))
     added: list[str] = []
     for v in range(since_version + 1, read_version + 1):
         step.load_as_version(v)  # forward: applies just that commit
-        now = _log_paths(step)
+        now = log_paths(step)
         now_set = set(now)
         removed = seen - now_set
         if removed:
@@ -360,7 +360,7 @@ def last_read_version(output: str, input_uri: str, storage_options: dict[str, st
     Raises :class:`DatasetError` when the answer is lost: a log entry of ``output`` is gone (log
     cleanup) before one that read the input is found."""
     out_uri = table_uri(output)
-    latest = _latest_version(out_uri, storage_options)
+    latest = latest_version(out_uri, storage_options)
     if latest is None:
         return None
     target = table_uri(input_uri)

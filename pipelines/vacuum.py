@@ -19,7 +19,7 @@ from urllib.parse import unquote
 from . import fs
 from .fs import table_uri
 from .errors import DatasetError
-from .store import _latest_version, _log_paths, _open_latest, run_metadata
+from .store import latest_version, log_paths, open_latest, run_metadata
 
 
 #: ``<dataset>/_curate_journal/_runs/<run id>/attempt.json``: a run is writing shards into the
@@ -86,9 +86,9 @@ def _referenced(uri: str, storage_options: dict[str, str] | None) -> set[str]:
             for kind in ("add", "remove", "cdc"):
                 if isinstance(action.get(kind), dict) and action[kind].get("path"):
                     out.add(unquote(str(action[kind]["path"])))
-    dt = _open_latest(uri, storage_options)
+    dt = open_latest(uri, storage_options)
     if dt is not None:  # versions summarised by a checkpoint whose JSON entries were cleaned up
-        out.update(unquote(p) for p in _log_paths(dt))
+        out.update(unquote(p) for p in log_paths(dt))
     return out
 
 
@@ -142,14 +142,14 @@ def plan_vacuum(path: str, older_than_minutes: float = VACUUM_MINUTES, journals:
     from . import journal as jn
 
     uri = table_uri(path)
-    dt = _open_latest(uri, storage_options)
+    dt = open_latest(uri, storage_options)
     if dt is None:
         raise DatasetError(f"no curate dataset at {path}", hint="a dataset is created by `curate run`")
     try:  # a dropped-rows table: vacuum its dataset (where the run markers and journals are) and it
         main = run_metadata(uri, int(dt.version()), storage_options).get("of_dataset")
     except Exception:
         main = None
-    if main and _open_latest(table_uri(main), storage_options) is not None:
+    if main and open_latest(table_uri(main), storage_options) is not None:
         uri = table_uri(main)
     plan = VacuumPlan()
     now = time.time() if now is None else now
@@ -182,7 +182,7 @@ def plan_vacuum(path: str, older_than_minutes: float = VACUUM_MINUTES, journals:
     for kind, table in (("main", uri), ("dropped", dropped)):
         if table is None:
             continue
-        dt = _open_latest(table, storage_options)
+        dt = open_latest(table, storage_options)
         if dt is None:
             continue
         plan.tables.append(table)
@@ -218,13 +218,13 @@ def _run_of(name: str) -> str | None:
 def _dropped_sibling(uri: str, storage_options: dict[str, str] | None) -> str | None:
     """The dropped-rows table of a dataset: the one its latest run names, else ``DATASET.dropped``."""
     try:
-        latest = _latest_version(uri, storage_options)
+        latest = latest_version(uri, storage_options)
         meta = run_metadata(uri, latest, storage_options) if latest is not None else {}
     except Exception:
         meta = {}
     named = (meta.get("dropped_dataset") or {}).get("path")
     for cand in (named, uri.rstrip("/") + ".dropped"):
-        if cand and _open_latest(table_uri(cand), storage_options) is not None:
+        if cand and open_latest(table_uri(cand), storage_options) is not None:
             return table_uri(cand)
     return None
 

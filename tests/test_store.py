@@ -202,20 +202,20 @@ def test_commit_empty_overwrite_uses_default_schema_and_append_checks_columns(tm
 
 def _interleave(monkeypatch: pytest.MonkeyPatch, times: int, other: Any) -> list[int]:
     """After commit() loads the table (the first ``times`` times), another writer commits (for real)."""
-    original = store._open_latest
+    original = store.open_latest
     done: list[int] = []
 
     def opened(uri: str, storage_options: Any) -> Any:
         dt = original(uri, storage_options)
         if len(done) < times:
-            monkeypatch.setattr(store, "_open_latest", original)  # the other writer loads normally
+            monkeypatch.setattr(store, "open_latest", original)  # the other writer loads normally
             try:
                 done.append(other())
             finally:
-                monkeypatch.setattr(store, "_open_latest", opened)
+                monkeypatch.setattr(store, "open_latest", opened)
         return dt
 
-    monkeypatch.setattr(store, "_open_latest", opened)
+    monkeypatch.setattr(store, "open_latest", opened)
     return done
 
 

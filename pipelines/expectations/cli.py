@@ -83,7 +83,7 @@ def check(dataset_ref: str, expectations_file: str | None, pipeline_file: str | 
     """
     from rich.console import Console
 
-    from ..cli import _fail
+    from ..cli import fail
     from ..store import parse_dataset_ref
     from .gate import check_version
 
@@ -109,7 +109,7 @@ def check(dataset_ref: str, expectations_file: str | None, pipeline_file: str | 
             raise ConfigError("no expectations to check")
         info = check_version(specs, path, version, storage_options=None, report_dir=report_dir or log_dir, console=console)
     except CurateError as exc:
-        _fail(exc)
+        fail(exc)
         return
     click.echo(f"{dataset_ref}: {info['statistics']['successful_expectations']} of {info['statistics']['evaluated_expectations']} expectations passed")
     sys.exit(0)

@@ -233,11 +233,11 @@ def merge(a: Partial, b: Partial) -> Partial:
     return out
 
 
-class _Validator:
+class Validator:
     """One ephemeral GE context per process and plan: a pandas data source whose batches are
     validated against a suite of the plan's expectations of one method."""
 
-    _cache: dict[tuple[str, str], _Validator] = {}
+    _cache: dict[tuple[str, str], Validator] = {}
 
     def __init__(self, plan: GatePlan, method: str) -> None:
         with ge_environment():
@@ -257,7 +257,7 @@ class _Validator:
         self.ids = [e.id for e in self.suite.expectations]
 
     @classmethod
-    def get(cls, plan: GatePlan, method: str) -> _Validator:
+    def get(cls, plan: GatePlan, method: str) -> Validator:
         key = (plan.key, method)
         if key not in cls._cache:
             for old in [k for k in cls._cache if k[0] != plan.key]:  # one plan at a time per process
@@ -304,7 +304,7 @@ def evaluate_part(plan: GatePlan, files: list[tuple[str, int]], storage_options:
     part = Partial()
     wanted = plan.columns()
     sample_columns = plan.columns(("whole",))
-    maps = _Validator.get(plan, "map") if plan.indices("map") else None
+    maps = Validator.get(plan, "map") if plan.indices("map") else None
     samples: list[pa.Table] = []
     # hash counts of the aggregate expectations and of the duplicate rate, spilled into buckets
     counted: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import fs
-from .result import _severity, failures, observed
+from .result import severity_of, failures, observed
 
 #: the most characters of one string kept in the saved JSON and shown in the page
 MAX_TEXT = 300
@@ -68,7 +68,7 @@ def render_html(result: Any, subject: str = "") -> str:
     for r in result.results:
         cfg = r.expectation_config
         meta = (r.meta or {}).get("curate", {})
-        severity = _severity(r)
+        severity = severity_of(r)
         if r.success:
             status = "<td class='status pass'>✓ passed</td>"
         else:

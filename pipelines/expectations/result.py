@@ -14,7 +14,7 @@ from typing import Any
 
 from .aggregates import UNIQUE, Agg, rank_error
 from .aggregates import metrics as aggregate_metrics
-from .evaluate import EXACT_BYTES, GatePlan, Partial, _Validator, exact_rows, exception_message, requested_sample
+from .evaluate import EXACT_BYTES, GatePlan, Partial, Validator, exact_rows, exception_message, requested_sample
 from .spec import instantiate
 
 BLOCKING = "critical"
@@ -49,12 +49,12 @@ def finish(plan: GatePlan, total: Partial, previous_rows: int | None, reduced: d
         import pyarrow as pa
 
         sample = total.sample if total.sample is not None else (total.schema or pa.schema([])).empty_table()
-        sampled = _Validator.get(plan, "whole").validate(sample.to_pandas())
+        sampled = Validator.get(plan, "whole").validate(sample.to_pandas())
     schema_checked: dict[int, Any] = {}
     if plan.indices("schema"):  # the columns alone: GE on an empty frame with the schema
         import pyarrow as pa
 
-        schema_checked = _Validator.get(plan, "schema").validate((total.schema or pa.schema([])).empty_table().to_pandas())
+        schema_checked = Validator.get(plan, "schema").validate((total.schema or pa.schema([])).empty_table().to_pandas())
     sample_n = 0 if total.sample is None else total.sample.num_rows
     for i, (spec, method) in enumerate(zip(plan.specs, plan.methods)):
         expectation = instantiate(spec)
@@ -97,7 +97,7 @@ def finish(plan: GatePlan, total: Partial, previous_rows: int | None, reduced: d
             meta={"curate": meta},
             exception_info={"raised_exception": error is not None, "exception_message": error, "exception_traceback": None},
         )
-    blocking = [r for r in results if not r.success and _severity(r) == BLOCKING]
+    blocking = [r for r in results if not r.success and severity_of(r) == BLOCKING]
     ok = sum(1 for r in results if r.success)
     statistics = {
         "evaluated_expectations": len(results),
@@ -156,7 +156,7 @@ def _map_outcome(counts: dict[str, Any] | None, mostly: float | None) -> dict[st
     }
 
 
-def _severity(result: Any) -> str:
+def severity_of(result: Any) -> str:
     sev = getattr(result.expectation_config, "severity", None)
     return str(getattr(sev, "value", sev) or BLOCKING)
 
@@ -210,7 +210,7 @@ def summary(result: Any) -> dict[str, Any]:
         items.append({
             "type": cfg.type,
             "kwargs": kwargs,
-            "severity": _severity(r),
+            "severity": severity_of(r),
             "success": bool(r.success),
             "observed": observed(r),
             "method": meta.get("method"),
@@ -229,4 +229,4 @@ def summary(result: Any) -> dict[str, Any]:
 
 def failures(result: Any) -> list[tuple[str, Any]]:
     """``(severity, result)`` of each expectation that did not pass."""
-    return [(_severity(r), r) for r in result.results if not r.success]
+    return [(severity_of(r), r) for r in result.results if not r.success]
