@@ -188,6 +188,11 @@ class Caption(Stage[CaptionParams]):
         eng = gen.engine if gen is not None else make_engine(self.params.engine)
         return f"{eng.name}:{eng.model}"
 
+    def teardown(self) -> None:
+        gen = getattr(self, "generator", None)
+        if gen is not None:
+            gen.close()
+
     def setup(self) -> None:
         if self._template is None:
             self._load_template(self._base_dir or Path.cwd())

@@ -105,15 +105,3 @@ def resolve_path(value: str, base_dir: Any, what: str) -> str:
             return str(c.resolve())
     tried = ", ".join(str(c) for c in candidates)
     raise ConfigError(f"{what}: file not found: {value!r} (looked at {tried})")
-
-
-def stage_resources() -> Any:
-    """What one worker of a filter stage declares: one CPU, like the engine's own stages.
-
-    Every filter stage declares the same resources so that Ray fuses consecutive filter stages
-    (and their neighbours) into one task: the batch then goes through them in one process, where
-    the tokenisation memo and the cached models are.
-    """
-    from curate.pipelines.stage import Resources
-
-    return Resources(cpus=1.0)

@@ -390,8 +390,3 @@ def install() -> None:
             if hasattr(module, "split_into_sentences"):
                 module.split_into_sentences = split_into_sentences  # type: ignore[attr-defined]
         _installed = True
-
-
-def reference_words(text: str, language: str = "en") -> list[str]:
-    """datatrove's own, unmemoised word split (for tests and benchmarks)."""
-    return list(_datatrove_text().split_into_parts.__wrapped__(text, "WORDS", language))

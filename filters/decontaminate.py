@@ -36,7 +36,6 @@ import pyarrow as pa
 from pydantic import Field
 
 from curate.pipelines.errors import ConfigError
-from . import _fasttext
 from curate.pipelines.stage import Drops, Params, Stage, StageOutput
 
 WORD = re.compile(r"\w+")
@@ -147,7 +146,6 @@ class Decontaminate(Stage[DecontaminateParams]):
     name = "decontaminate"
     Params = DecontaminateParams
     batch_size = 4096
-    resources = _fasttext.stage_resources()
 
     def output_columns(self) -> tuple[str, ...]:
         return ("contaminated", "contamination") if self.params.action == "flag" else ()

@@ -60,7 +60,6 @@ class Language(Stage[LanguageParams]):
     writes = ("language", "language_score")
     Params = LanguageParams
     batch_size = 4096
-    resources = _fasttext.stage_resources()
 
     def __init__(self, params: LanguageParams) -> None:
         super().__init__(params)

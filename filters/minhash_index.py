@@ -39,26 +39,10 @@ INDEX_FORMAT = 1
 
 
 def filesystem(path: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
-    """(pyarrow filesystem, path in it) for a local path or URL, with the output's fsspec options.
+    """(pyarrow filesystem, path in it) for a local path or URL, with the output's fsspec options."""
+    from curate.pipelines.fs import filesystem as engine_filesystem
 
-    Uses the engine's helper (``curate.pipelines.fs.filesystem``) when it exists."""
-    try:
-        from curate.pipelines.fs import filesystem as engine_filesystem
-    except ImportError:
-        engine_filesystem = None
-    if engine_filesystem is not None:
-        fs, p = engine_filesystem(path, storage_options or {})
-        return fs, p
-    import pyarrow.fs as pafs
-
-    if "://" not in path:
-        return pafs.LocalFileSystem(), os.path.abspath(path)
-    if storage_options:
-        import fsspec.core
-
-        fs, p = fsspec.core.url_to_fs(path, **storage_options)
-        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), p
-    return pafs.FileSystem.from_uri(path)  # type: ignore[no-any-return]
+    return engine_filesystem(path, storage_options or {})  # type: ignore[no-any-return]
 
 
 def join(base: str, *parts: str) -> str:

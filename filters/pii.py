@@ -27,7 +27,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from . import _fasttext
 from curate.pipelines.stage import Params, Stage, StageOutput
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
@@ -74,7 +73,6 @@ class Pii(Stage[PiiParams]):
     name = "pii"
     Params = PiiParams
     batch_size = 8192
-    resources = _fasttext.stage_resources()
 
     def input_columns(self) -> tuple[str, ...]:
         return (self.params.field,)

@@ -66,7 +66,6 @@ class QualityClassifier(Stage[QualityClassifierParams]):
     writes = ("quality_score",)
     Params = QualityClassifierParams
     batch_size = 4096
-    resources = _fasttext.stage_resources()
 
     def __init__(self, params: QualityClassifierParams) -> None:
         super().__init__(params)

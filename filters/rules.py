@@ -28,7 +28,7 @@ from pydantic import Field
 from curate.pipelines.errors import ConfigError
 from curate.pipelines.stage import Filter, Params, StageOutput
 
-from . import _fasttext, _tokens
+from . import _tokens
 
 Frac = float | None
 
@@ -49,7 +49,6 @@ class _DatatroveRule(Filter[Any]):
     #: the filter splits documents into words (so the batch is tokenised up front)
     uses_words: ClassVar[bool] = True
     batch_size = 2048
-    resources = _fasttext.stage_resources()
 
     def check(self, base_dir: Any) -> None:
         language = self.params.language

@@ -168,6 +168,23 @@ def _drop_row(rule: str, reason: str | None, transient: bool) -> "DropRow":
 P = TypeVar("P", bound=Params)
 
 
+def snake_case(name: str) -> str:
+    """``NotMostlyCode`` -> ``not_mostly_code``, ``HTMLCleaner`` -> ``html_cleaner``."""
+    import re
+
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+def _declared_params(cls: type) -> type[Params] | None:
+    """The ``P`` a stage class was declared with (``class F(Filter[P])``), if any."""
+    for base in getattr(cls, "__orig_bases__", ()):
+        for arg in getattr(base, "__args__", ()):
+            if isinstance(arg, type) and issubclass(arg, Params) and arg is not Params:
+                return arg
+    return None
+
+
 class Stage(Generic[P]):
     """A transformation of Arrow batches. Subclass, set the class attributes, implement ``process``."""
 
@@ -188,6 +205,21 @@ class Stage(Generic[P]):
     #: columns of ``writes`` this stage may find already there and replace by design (a caption
     #: stage rerun over captions); any other column it writes must be new, or the plan is refused
     rewrites: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A stage class without ``name`` is named after its class in snake case
+        (``NotMostlyCode`` -> ``not_mostly_code``; a class whose name starts with ``_`` is a
+        helper and stays unnamed); one without ``Params`` takes the ``P`` of ``Filter[P]`` (or
+        ``Stage[P]``, ``Expand[P]``...), so its params are never checked against the empty base."""
+        super().__init_subclass__(**kwargs)
+        if cls.__module__ == __name__:  # the kinds themselves (Filter, Expand, GlobalStage)
+            return
+        if not getattr(cls, "name", "") and not cls.__name__.startswith("_"):
+            cls.name = snake_case(cls.__name__)
+        if "Params" not in cls.__dict__ and getattr(cls, "Params", Params) is Params:
+            declared = _declared_params(cls)
+            if declared is not None:
+                cls.Params = declared
 
     def __init__(self, params: P) -> None:
         self.params = params
@@ -257,6 +289,10 @@ class Stage(Generic[P]):
     def setup(self) -> None:
         """Load models or build lookup tables. Called once per worker before the first batch."""
 
+    def teardown(self) -> None:
+        """Release what :meth:`setup` made (a model, a client, an event loop). Called once per
+        actor of a stateful stage when the run's actor pool shuts down."""
+
     def process(self, batch: pa.Table) -> pa.Table | StageOutput:
         raise NotImplementedError
 
@@ -282,20 +318,22 @@ class Filter(Stage[P]):
 
     Implement one of:
 
-    - ``keep(row)``: ``row`` is a dict of the row; return ``True`` to keep, ``False`` or
-      ``(False, "reason")`` to drop. Simple and slow (a Python call per row).
+    - ``keep(row)``: ``row`` is a dict of the row; return ``True`` to keep, or to drop:
+      ``False``, ``(False, "rule", "reason")`` (a rule to count drops by, and a reason with the
+      figures), or ``(False, "text")``: a text that looks like a rule name (``too_few_words``)
+      is the rule, as in datatrove; any other text (``"12 words"``) is the reason, the rule being
+      the stage's. Simple and slow (a Python call per row).
     - ``keep_batch(batch)``: return a boolean keep mask (NumPy/Arrow), ``(mask, reasons)`` with
       one reason per row, ``(mask, rules, reasons)`` with a rule name per row too, or
       ``(mask, rules, reasons, transient)`` with a transient flag per row (see :class:`Drops`).
       Vectorised; preferred for built-in filters.
 
-    The drop rule recorded is the per-row rule, else ``rule`` (default: the stage's name);
-    for ``keep()`` returning ``(False, reason)`` the reason is also the rule, as in datatrove.
+    The drop rule recorded is the per-row rule, else ``rule`` (default: the stage's name).
     """
 
     rule: ClassVar[str] = ""
 
-    def keep(self, row: dict[str, Any]) -> bool | tuple[bool, str]:
+    def keep(self, row: dict[str, Any]) -> bool | tuple[bool, str] | tuple[bool, str, str]:
         raise NotImplementedError
 
     def keep_batch(self, batch: pa.Table) -> Any:
@@ -316,8 +354,7 @@ class Filter(Stage[P]):
             if isinstance(verdict, tuple):
                 keeps[i] = bool(verdict[0])
                 if not verdict[0]:
-                    reasons[i] = verdict[1]
-                    rules[i] = verdict[1] or default
+                    rules[i], reasons[i] = _rule_and_reason(verdict, default)
             else:
                 keeps[i] = bool(verdict)
                 if not keeps[i]:
@@ -340,6 +377,21 @@ class Filter(Stage[P]):
                 result, reasons = result
         keep = _as_bool_array(result, batch.num_rows)
         return StageOutput(batch, Drops(mask=~keep, rule=rules, reason=reasons, transient=transient))
+
+
+_RULE_NAME = __import__("re").compile(r"[a-z][a-z0-9_]*")
+
+
+def _rule_and_reason(verdict: tuple[Any, ...], default: str) -> tuple[str, str | None]:
+    """(rule, reason) of a ``keep()`` verdict ``(False, rule, reason)`` or ``(False, text)``."""
+    if len(verdict) >= 3:
+        return str(verdict[1] or default), (None if verdict[2] is None else str(verdict[2]))
+    text = verdict[1] if len(verdict) > 1 else None
+    if text is None:
+        return default, None
+    if _RULE_NAME.fullmatch(str(text)):
+        return str(text), str(text)
+    return default, str(text)
 
 
 @dataclasses.dataclass

@@ -100,6 +100,10 @@ class CachedEngine:
     def name(self) -> str:
         return self.engine.name
 
+    def close(self) -> None:
+        """Release the engine (a loaded model, an HTTP client and its event loop)."""
+        self.engine.close()
+
     @property
     def model(self) -> str:
         return self.engine.model

@@ -266,6 +266,11 @@ class GenerateTextbooks(Expand[TextbookParams]):
         p = self.params
         return open_cache(p.cache, p.cache_uri, self._base_dir, self._output_uri, self._storage_options)
 
+    def teardown(self) -> None:
+        gen = getattr(self, "generator", None)
+        if gen is not None:
+            gen.close()
+
     def setup(self) -> None:
         self._ensure_prepared()
         self.generator = CachedEngine(self.params.engine, self._cache(), threads=int(self.settings.resources.cpus))

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from curate.pipelines.config import InputConfig, OutputConfig, PipelineConfig, RayConfig, RunConfig, StageRunConfig
 from curate.pipelines.execution.apply import run_on_table
-from curate.pipelines.stage import DROP_COLUMNS, DROP_RULE, PARENT_ID, POS, Stage
+from curate.pipelines.stage import DROP_COLUMNS, DROP_REASON, DROP_RULE, PARENT_ID, POS, Stage
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 REFERENCE = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
@@ -87,7 +87,9 @@ def test_readme_stage_example_runs() -> None:
         }
     )
     out = run_on_table(stage, batch)
-    assert out.column(DROP_RULE).to_pylist() == [None, "code_fraction 0.67"]
+    assert cls.name == "not_mostly_code" and cls.Params.__name__ == "HasCodeParams"  # both inferred
+    assert out.column(DROP_RULE).to_pylist() == [None, "mostly_code"]
+    assert out.column(DROP_REASON).to_pylist() == [None, "67% of lines look like code"]
 
 
 def test_readme_expand_example_runs() -> None:

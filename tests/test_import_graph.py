@@ -105,3 +105,8 @@ def test_no_import_cycles() -> None:
     found = cycles(edges)
     detail = [f"{c}: " + "; ".join(f"{a} -> {b}" for a in c for b in sorted(edges[a] & set(c))) for c in found]
     assert not found, "\n".join(detail)
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    _, private = graph()
+    assert not private, "\n".join(private)

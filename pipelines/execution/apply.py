@@ -82,13 +82,6 @@ def waiting_rows(batch: pa.Table) -> pa.Array:
     return pc.is_valid(batch.column(RESUME_AT))
 
 
-def null_columns_like(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    for field in schema:
-        if field.name not in table.schema.names:
-            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
-    return table.select(schema.names)
-
-
 def _concat(parts: list[pa.Table]) -> pa.Table:
     parts = [p for p in parts if p.num_rows]
     if not parts:

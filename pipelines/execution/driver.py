@@ -9,7 +9,6 @@ the stage runs as a shuffle (:mod:`.shuffle`), and a ``map_batches`` marks its d
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -107,6 +106,15 @@ class _StageActor:
         if r.rows_in:
             self.stats.add.remote(self.label, r.rows_in, r.dropped, r.seconds, r.counters, r.rows_out)
         return table
+
+    def __del__(self) -> None:
+        # Ray Data drops the UDF when the pool shuts down gracefully: the stage's teardown()
+        try:
+            self.stage.teardown()
+        except Exception as exc:  # a failed clean-up must not fail a finished run
+            import sys
+
+            print(f"curate: stage {self.label!r}: teardown() failed: {exc!r}", file=sys.stderr)
 
 
 def _stage_fn(stage: Stage[Any], label: str, stats: Any) -> Callable[[pa.Table], pa.Table]:
@@ -313,7 +321,3 @@ def _map_stage(ds: Any, stage: Stage[Any], label: str, stats: Any, cluster: dict
         if uses_actors(stage):
             return ds.map_batches(_StageActor, fn_constructor_args=(stage, label, stats), **args)
         return ds.map_batches(_stage_fn(stage, label, stats), **args)
-
-
-def task_rows_json(rows: list[dict[str, Any]]) -> str:
-    return json.dumps(rows, sort_keys=True, default=str)

@@ -212,3 +212,25 @@ class Sleepy(Stage[SleepyParams]):
     def process(self, batch: pa.Table) -> pa.Table:
         time.sleep(self.params.seconds)
         return batch
+
+
+class TornDownParams(Params):
+    marker: str = Field(description="a file each actor's teardown() appends a line to")
+
+
+class TornDown(Stage[TornDownParams]):
+    """A stateful stage whose teardown() leaves a trace: the engine must call it at the end of a run."""
+
+    name = "torn_down"
+    Params = TornDownParams
+    stateful = True
+
+    def setup(self) -> None:
+        self.pid = os.getpid()
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        return batch
+
+    def teardown(self) -> None:
+        with open(self.params.marker, "a", encoding="utf-8") as f:
+            f.write(f"{self.pid}\n")
