@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from . import fs, store
 from .errors import TransientFailureError
-from .readers_io import POS_SHIFT
+from .readers.shared import POS_SHIFT
 from .stage import DROP_COLUMNS, POS, RESUME_AT
 
 #: the folder (inside the dataset) pending rows are written to

@@ -191,7 +191,7 @@ def test_fsspec_urls_with_globs(tmp_path: Path) -> None:
 
 def test_arrow_fast_path_equals_line_by_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks of clean lines go through Arrow's JSON reader; the result is what line-by-line parsing gives."""
-    import curate.pipelines.readers_jsonl as readers
+    import curate.pipelines.readers.jsonl as readers
 
     rows: list[dict[str, object] | str] = [
         {"id": i if i % 3 else f"s{i}", "text": f"text {i} é \u2028 \\ \"q\"", "n": i} for i in range(3000)

@@ -16,7 +16,7 @@ from helpers import ROOT, EVALDATA, need_data, run_cli, write_pipeline
 from curate.pipelines.config import InputConfig
 from curate.pipelines.errors import InputDataError
 from curate.pipelines.readers import input_columns, plan_inputs, read_task, split_tasks
-from curate.pipelines.readers_audio import audio_format
+from curate.pipelines.readers.audio import audio_format
 
 LJ = EVALDATA / "speech" / "ljspeech"
 CLIPS = ("LJ001-0002", "LJ001-0008", "LJ001-0013")

@@ -10,11 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from .config import InputConfig
-from .errors import InputDataError
-from .stage import DROP_COLUMNS, DROP_REASON, DROP_RULE, DROP_STAGE, DUPLICATE_OF, POS
+from ..config import InputConfig
+from ..errors import InputDataError
+from ..stage import DROP_COLUMNS, DROP_REASON, DROP_RULE, DROP_STAGE, DUPLICATE_OF, POS
 
-from .readers_io import POS_SHIFT, ReadTask, Batcher, display_path, open_input, one_line
+from .shared import POS_SHIFT, ReadTask, Batcher, display_path, open_input, one_line
 
 
 BAD_TEXT_HINT = (

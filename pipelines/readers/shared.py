@@ -12,8 +12,8 @@ from typing import Any
 import pyarrow as pa
 import xxhash
 
-from .config import InputConfig
-from .stage import DROP_REASON, DROP_RULE, DROP_STAGE, DUPLICATE_OF, POS
+from ..config import InputConfig
+from ..stage import DROP_REASON, DROP_RULE, DROP_STAGE, DUPLICATE_OF, POS
 
 
 POS_SHIFT = 40

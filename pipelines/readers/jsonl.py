@@ -12,11 +12,11 @@ import orjson
 import pyarrow as pa
 import xxhash
 
-from .config import InputConfig
-from .errors import InputDataError
-from .stage import DROP_COLUMNS, POS
+from ..config import InputConfig
+from ..errors import InputDataError
+from ..stage import DROP_COLUMNS, POS
 
-from .readers_io import POS_SHIFT, ReadTask, Batcher, display_path, open_input
+from .shared import POS_SHIFT, ReadTask, Batcher, display_path, open_input
 
 
 def _line_number(path: str, offset: int, cfg: InputConfig) -> int:

@@ -24,13 +24,13 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .config import InputConfig
-from .errors import ConfigError, InputDataError
-from .readers_audio import AUDIO_COLUMNS, AUDIO_SUFFIXES, read_audio_file
-from .readers_columnar import BAD_TEXT_HINT, non_string_text, read_parquet_task, read_text_task
-from .readers_io import POS_SHIFT, SPLIT_BYTES, InputFile, ReadTask, display_path, filesystem_of, looks_like_url, one_line, open_input
-from .readers_jsonl import read_jsonl_task
-from .stage import DROP_COLUMNS, POS
+from ..config import InputConfig
+from ..errors import ConfigError, InputDataError
+from .audio import AUDIO_COLUMNS, AUDIO_SUFFIXES, read_audio_file
+from .columnar import BAD_TEXT_HINT, non_string_text, read_parquet_task, read_text_task
+from .shared import POS_SHIFT, SPLIT_BYTES, InputFile, ReadTask, display_path, filesystem_of, looks_like_url, one_line, open_input
+from .jsonl import read_jsonl_task
+from ..stage import DROP_COLUMNS, POS
 
 
 def task_to_row(task: ReadTask, number: int) -> dict[str, Any]:
@@ -105,7 +105,7 @@ def plan_inputs(cfg: InputConfig, where: str = "input.paths", since: dict[int, i
                 out.append(path)
                 metas[path] = (size, mtime)
     if missing:
-        from .errors import combine_errors
+        from ..errors import combine_errors
 
         missing[-1].hint = "check the path (relative paths are relative to the current directory)"
         raise combine_errors(missing)
@@ -170,8 +170,8 @@ def _as_timestamp(value: Any) -> float | None:
 
 def delta_files(uri: str, version: int | None, storage_options: dict[str, str], where: str, since_version: int | None = None) -> list[tuple[str, int, float | None]]:
     """The data files of a curate dataset at ``version`` (with ``since_version``: only those added after it)."""
-    from .errors import DatasetError
-    from .store import resolve_delta_input
+    from ..errors import DatasetError
+    from ..store import resolve_delta_input
 
     try:
         d = resolve_delta_input(uri, version, since_version, storage_options)
@@ -226,7 +226,7 @@ def input_columns(cfg: InputConfig, files: list[InputFile]) -> list[str]:
             except (pa.ArrowInvalid, OSError) as exc:
                 raise InputDataError(f"{display_path(files[0].path)}: not a readable Parquet file: {one_line(exc)}") from None
     else:  # a delta input with nothing (new) to read: the columns are the table's own
-        from .store import delta_schema
+        from ..store import delta_schema
 
         base, version = split_version(cfg.paths[0])
         schema = delta_schema(base, version if version is not None else cfg.version, cfg.storage_options)
