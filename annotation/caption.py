@@ -117,6 +117,9 @@ class Caption(Stage[CaptionParams]):
         return (p.transcript_column, *((p.flags_column,) if p.drop_flagged else ()))
 
     def check(self, base_dir: Path) -> None:
+        from curate.synth.engines import check_installed
+
+        check_installed(self.params.engine, "stage caption")
         self._load_template(base_dir)
 
     def bind_output(self, dataset_uri: str, storage_options: dict[str, str] | None = None) -> None:

