@@ -6,9 +6,10 @@ run's version is committed)::
     _curate_journal/<key>/<attempt>/read/<task>.json     rows a read task produced (written when it ends)
     _curate_journal/<key>/<attempt>/write/<task>-<h>.json shards written for rows of one task
 
-``key`` is a hash of the config fingerprint, the inputs (paths, sizes, modification times), the
-output and its mode: a run with the same config and inputs finds the journal of an earlier,
-unfinished run. Each run is an ``attempt``. A task is *complete* in an attempt when its read
+``key`` is a hash of the resolved config as JSON (without ``ray:``, ``run:`` and
+``expectations:``), the read tasks (paths, sizes, modification times, starts, rows), the output and
+its mode (:func:`curate.pipelines.runkey.journal_key`): a run with the same config and inputs
+finds the journal of an earlier, unfinished run. Each run is an ``attempt``. A task is *complete* in an attempt when its read
 record exists and the weights of its rows in that attempt's write records add up to the rows it
 read: every row carries a weight (an input row ``ROW_WEIGHT``, children of an Expand stage split
 their parent's exactly), so rows fanned out by Expand stages or spread over many blocks are
@@ -37,9 +38,10 @@ from .stage import ROW_WEIGHT
 JOURNAL_DIR = "_curate_journal"
 
 
-def journal_key(config_fingerprint: str, inputs: list[tuple[str, int, float | None]], output: str, mode: str) -> str:
+def journal_key(config_json: str, inputs: list[tuple[Any, ...]], output: str, mode: str) -> str:
+    """The hash of what :func:`curate.pipelines.runkey.journal_key` chose to key a journal by."""
     h = hashlib.sha256()
-    h.update(json.dumps([config_fingerprint, inputs, output, mode], sort_keys=True, default=str).encode())
+    h.update(json.dumps([config_json, inputs, output, mode], sort_keys=True, default=str).encode())
     return h.hexdigest()[:20]
 
 

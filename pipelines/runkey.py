@@ -1,8 +1,17 @@
-"""Run keys: the fingerprints that make a scheduled run idempotent (what the run writes, what it
-reads, and its logical date), apart from the scheduler glue in :mod:`.scheduling` so that the
-Python API (:mod:`.api`) can compute a key without importing the scheduler's module.
+"""Every fingerprint of a run, in one place, each leaving out of the resolved config (the file
+with every default filled in) only what does not change what the run writes:
 
-Nothing here imports Ray.
+- :func:`config_fingerprint` (the run key's config part, scheduled runs): leaves out ``ray:`` and
+  ``run:``: a cluster address or a log folder set by the scheduler gives the same key.
+- :func:`journal_key` (the resume journal's folder): also leaves out ``expectations:`` (a rerun
+  after a failed gate reuses the shards it wrote), and adds the read tasks (path, size,
+  modification time, start, rows), the output and its mode.
+- :func:`recorded_fingerprint` (``config_fingerprint`` in the commit metadata, for lineage): the
+  whole resolved config, ``ray:`` and ``run:`` included.
+
+And the run key itself (:func:`run_key_for`: config, inputs, logical date). Apart from the
+scheduler glue in :mod:`.scheduling`, so that the Python API (:mod:`.api`) and the runner can
+compute them without importing the scheduler's module. Nothing here imports Ray.
 """
 
 from __future__ import annotations
@@ -20,10 +29,31 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+#: the parts of the resolved config each fingerprint leaves out
+RUN_KEY_LEAVES_OUT = ("ray", "run")
+JOURNAL_LEAVES_OUT = ("ray", "run", "expectations")
+
+
 def config_fingerprint(pipeline: Pipeline) -> str:
     """What the run writes: its resolved config without where and how it runs (``ray:``, ``run:``),
     so a cluster address or a log folder set by the scheduler does not change the key."""
-    return _digest({k: v for k, v in pipeline.resolved().items() if k not in ("ray", "run")})
+    return _digest({k: v for k, v in pipeline.resolved().items() if k not in RUN_KEY_LEAVES_OUT})
+
+
+def recorded_fingerprint(pipeline: Pipeline) -> str:
+    """The whole resolved config's fingerprint, recorded in the commit metadata."""
+    return pipeline.fingerprint()
+
+
+def journal_key(pipeline: Pipeline, tasks: list[dict[str, Any]], output_uri: str) -> str:
+    """The resume journal's key: the resolved config without ``ray:``, ``run:`` and
+    ``expectations:``, the read tasks (path, size, modification time, start, rows), the output
+    and its mode. A run with the same config and inputs finds an unfinished earlier run's journal."""
+    from .journal import journal_key as key
+
+    what = {k: v for k, v in pipeline.resolved().items() if k not in JOURNAL_LEAVES_OUT}
+    return key(json.dumps(what, sort_keys=True, default=str), [(t["path"], t["size"], t["mtime"], t["start"], t["rows"]) for t in tasks],
+               output_uri, pipeline.config.output.mode)
 
 
 def input_fingerprint(pipeline: Pipeline) -> str:

@@ -24,7 +24,7 @@ from rich.markup import escape
 
 from curate._version import __version__
 
-from . import fs, journal, pending, store, vacuum
+from . import fs, journal, pending, runkey, store, vacuum
 from .config import Pipeline
 from .errors import CurateError, TransientFailureError
 from .failures import unwrap
@@ -198,12 +198,8 @@ def _plan(run: _Run, resume: bool) -> _Planned:
     vacuum.mark_run_alive(run.main_uri, run.run_id, run.so)
     has_global = any(isinstance(s, GlobalStage) for s in pipeline.stages)
     checkpoint = checkpoint_before_global(pipeline.stages)
-    # where and how it runs (ray:, run:) does not change what it writes: not part of the key
-    # (nor do the expectations: a rerun after a failed gate reuses the shards it wrote)
-    what = {k: v for k, v in pipeline.resolved().items() if k not in ("ray", "run", "expectations")}
-    key = journal.journal_key(json.dumps(what, sort_keys=True, default=str),
-                              [(t["path"], t["size"], t["mtime"], t["start"], t["rows"]) for t in inputs.tasks + fed_back],
-                              run.main_uri, cfg.output.mode)
+    # the resume journal's key leaves out where and how it runs and the expectations (runkey.py)
+    key = runkey.journal_key(pipeline, inputs.tasks + fed_back, run.main_uri)
     jr = _open_journal(run, key) if resume and (checkpoint or not has_global) else None
     reused = jr.reused if jr is not None else {}
     tasks = [t for t in inputs.tasks if int(t["task"]) not in reused] + fed_back
@@ -372,7 +368,7 @@ def _metadata(run: _Run, planned: _Planned, done: _Executed, duplicate_ids: int 
         "curate_version": __version__,
         "pipeline_file": os.path.abspath(pipeline.source),
         "config": pipeline.resolved(),
-        "config_fingerprint": pipeline.fingerprint(),
+        "config_fingerprint": runkey.recorded_fingerprint(pipeline),
         "inputs": planned.inputs.lineage,
         "stages": done.stage_stats,
         "stage_metadata": {label: s.metadata() for label, s in zip(planned.labels, pipeline.stages) if s.metadata()},

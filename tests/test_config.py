@@ -163,3 +163,27 @@ def test_the_output_is_checked_before_any_work(tmp_path: Path) -> None:
             assert out.returncode == 2, out.stderr
             said = " ".join(out.stderr.split())  # rich wraps long lines
             assert "p.yaml:3" in said and message in said, out.stderr
+
+
+def test_each_fingerprint_leaves_out_only_what_does_not_change_what_a_run_writes(tmp_path: Path) -> None:
+    pytest.importorskip("great_expectations")
+    from curate.pipelines import runkey
+
+    base = "input: {format: jsonl, paths: [in.jsonl]}\nstages:\n  - length_filter: {min_chars: 3}\noutput: {dataset: out}\n"
+    variants = {
+        "base": base,
+        "ray": base + "ray: {address: 'ray://head:10001'}\n",
+        "run": base + "run: {log_dir: elsewhere}\n",
+        "gate": base + "expectations:\n  - expect_column_values_to_not_be_null: {column: text}\n",
+        "stage": base.replace("min_chars: 3", "min_chars: 4"),
+    }
+    tasks = [{"path": "in.jsonl", "size": 10, "mtime": 1.0, "start": 0, "rows": None}]
+    fps = {}
+    for name, text in variants.items():
+        pipe = load_pipeline(write_pipeline(tmp_path / f"{name}.yaml", text))
+        fps[name] = (runkey.config_fingerprint(pipe), runkey.journal_key(pipe, tasks, "out"), runkey.recorded_fingerprint(pipe))
+    run_key, journal, recorded = (dict((n, v[i]) for n, v in fps.items()) for i in range(3))
+    assert run_key["ray"] == run_key["run"] == run_key["base"] != run_key["gate"] != run_key["stage"]
+    assert journal["ray"] == journal["run"] == journal["gate"] == journal["base"] != journal["stage"]
+    assert len(set(recorded.values())) == 5  # the lineage records the whole config
+    assert runkey.journal_key(load_pipeline(tmp_path / "base.yaml"), [{**tasks[0], "size": 11}], "out") != journal["base"]
