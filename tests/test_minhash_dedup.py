@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import pickle
 import random
 import tarfile
 from functools import cache
@@ -27,6 +26,7 @@ from deltalake import DeltaTable
 from helpers import ROOT, local_ray_cluster, need_data, run_cli, write_jsonl, write_pipeline
 
 from curate.filters import minhash_core as mc
+from curate.pipelines.execution.shuffle import run_global_local
 from curate.filters.minhash_dedup import OLD_BIT, MinHashDedup, MinHashDedupParams, bucket_pairs
 from curate.pipelines.stage import DROP_COLUMNS, POS
 
@@ -104,32 +104,11 @@ def batches_of(docs: list[dict[str, str]], size: int, extra: dict[str, list[Any]
 
 
 def simulate(stage: MinHashDedup, batches: list[pa.Table], buckets: int = 8, out_dir: Path | None = None) -> pa.Table:
-    """Run a global stage the way ray_adapter._run_global does, without Ray: keys per batch on a
-    pickled copy (a worker), rows hash-partitioned by ``key & (buckets - 1)``, reduce per
-    partition, resolve on the driver's object, the next round's context from resolve."""
-    stage.buckets = buckets  # type: ignore[attr-defined]
-    stage.output_uri = str(out_dir) if out_dir else None
-    stage.run_id = "run-" + os.urandom(4).hex()
-    context = None
-    rnd = 0
-    while True:
-        stage.round = rnd
-        worker: MinHashDedup = pickle.loads(pickle.dumps(stage))
-        worker.context = context
-        keys = [worker.keys(b) for b in batches]
-        for path in stage.extra_inputs():
-            import pyarrow.parquet as pq
-
-            keys.append(worker.extra_keys(pq.read_table(path)))
-        rows = pa.concat_tables(keys) if keys else pa.table({"key": pa.array([], pa.uint64())})
-        bucket = rows.column("key").to_numpy() & np.uint64(buckets - 1)
-        parts = [worker.reduce(rows.filter(pa.array(bucket == i))) for i in range(buckets) if (bucket == i).any()]
-        reduced = pa.concat_tables(parts) if parts else pa.table({})
-        result = stage.resolve(reduced)
-        rnd += 1
-        if rnd >= stage.rounds:
-            return result
-        context = result
+    """The stage's drops, by the engine's own global-stage steps run in this process
+    (``shuffle.run_global_local``: the split and reduce tasks' functions, ``resolve``), with
+    ``buckets`` partitions."""
+    return run_global_local(stage, "minhash_dedup", batches, buckets=buckets, output_uri=str(out_dir) if out_dir else "",
+                            run_id="run-" + os.urandom(4).hex())
 
 
 def kept_after(n: int, drops: pa.Table) -> np.ndarray:

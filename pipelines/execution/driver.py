@@ -14,25 +14,15 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import journal
 from ..config import InputConfig
 from ..readers import read_task, task_from_row
-from ..stage import (
-    DROP_REASON,
-    DROP_RULE,
-    DROP_STAGE,
-    DUPLICATE_OF,
-    POS,
-    Expand,
-    GlobalStage,
-    Stage,
-)
+from ..stage import Expand, GlobalStage, Stage
 from .apply import apply_expand, apply_stage, ensure_setup, is_live, with_engine_columns
-from .shuffle import run_global
+from .shuffle import mark_global_drops, run_global, sorted_drops
 from .stats import Stats
 from .writer import WriteTarget, write_block
 
@@ -177,32 +167,9 @@ def _apply_drops_fn(label: str, drops_ref: Any, stats: Any) -> Callable[[pa.Tabl
         if batch.num_rows == 0:
             return batch
         if "pos" not in cache:
-            drops: pa.Table = ray.get(drops_ref)
-            order = np.argsort(drops.column(POS).to_numpy(), kind="stable")
-            cache["pos"] = drops.column(POS).to_numpy()[order]
-            cache["table"] = drops.take(pa.array(order))
-        pos_sorted: np.ndarray = cache["pos"]
-        dtab: pa.Table = cache["table"]
-        live = is_live(batch).to_numpy(zero_copy_only=False)
-        if len(pos_sorted) == 0:
-            stats.add.remote(label, int(live.sum()), 0, 0.0, {})
-            return batch
-        pos = batch.column(POS).to_numpy()
-        idx = np.minimum(np.searchsorted(pos_sorted, pos), len(pos_sorted) - 1)
-        hit = (pos_sorted[idx] == pos) & live
-        stats.add.remote(label, int(live.sum()), int(hit.sum()), 0.0, {})
-        if not hit.any():
-            return batch
-        rows = dtab.take(pa.array(idx))
-        mask = pa.array(hit)
-        updates = {
-            DROP_STAGE: pc.if_else(mask, pa.scalar(label), batch.column(DROP_STAGE)),
-            DROP_RULE: pc.if_else(mask, rows.column("rule"), batch.column(DROP_RULE)),
-            DROP_REASON: pc.if_else(mask, rows.column("reason"), batch.column(DROP_REASON)),
-            DUPLICATE_OF: pc.if_else(mask, rows.column("duplicate_of"), batch.column(DUPLICATE_OF)),
-        }
-        for name, arr in updates.items():
-            batch = batch.set_column(batch.schema.get_field_index(name), name, arr)
+            cache["pos"], cache["table"] = sorted_drops(ray.get(drops_ref))
+        batch, live, hits = mark_global_drops(batch, label, cache["pos"], cache["table"])
+        stats.add.remote(label, live, hits, 0.0, {})
         return batch
 
     return fn
