@@ -2,7 +2,7 @@
 
     import pyarrow as pa
     from curate.testing import run
-    from curate.filters.exact_dedup import ExactDedup
+    from curate.pipelines.stages.exact_dedup import ExactDedup
 
     kept, dropped = run([ExactDedup(ExactDedup.Params())], pa.table({"id": ["a", "b"], "text": ["x", "x"]}))
     # kept: row a; dropped: row b with stage, rule, reason and duplicate_of
