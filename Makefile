@@ -7,7 +7,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.curate-installed
 CORE    = $(VENV)/.curate-core
 
-.PHONY: env quickstart test test-python test-native lint lint-native stubcheck wheel-check dist clean
+.PHONY: env quickstart test test-python test-fast test-ray test-e2e test-system test-native lint lint-native stubcheck wheel-check dist clean
 
 # The core alone (what the quickstart needs: no model, no web app, no test tools): a first
 # result in a few minutes on a fresh machine.
@@ -46,6 +46,21 @@ stubcheck: env
 
 test-python: env
 	$(PY) -m pytest -q
+
+# One tier of the tests (tests/conftest.py gives each test its tier): for the edit loop.
+# unit: no Ray, no subprocess (about a minute and a half here); ray: Ray in the test's process;
+# e2e: the curate command; system: a browser, Postgres, Airflow, a wheel build, real models.
+test-fast: env
+	$(PY) -m pytest -q -m unit
+
+test-ray: env
+	$(PY) -m pytest -q -m ray
+
+test-e2e: env
+	$(PY) -m pytest -q -m e2e
+
+test-system: env
+	$(PY) -m pytest -q -m system
 
 # What a user gets: build the sdist from this tree, a wheel from the sdist (not from the checkout),
 # check both (the Rust crate in the sdist, the abi3 tag, every package and data file in the
