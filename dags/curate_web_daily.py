@@ -9,25 +9,15 @@ Variables and defaults: see dags/README.md. Nothing heavy is imported at parse t
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import sys
 from pathlib import Path
-from typing import Any
+from datetime import datetime, timezone
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag
 
-#: the folder relative pipeline paths start from when the Variable curate_workdir is unset: the
-#: checkout this dags/ folder belongs to
-DEFAULT_WORKDIR = str(Path(__file__).resolve().parents[1])
-
-
-def _scheduled() -> Any:
-    from airflow.sdk import Variable, get_current_context
-
-    from curate.pipelines.scheduling import Scheduled
-
-    return Scheduled.from_settings(
-        get_current_context()["params"], lambda name: Variable.get(name, default=None), default_workdir=DEFAULT_WORKDIR
-    )
+if str(Path(__file__).resolve().parent) not in sys.path:  # Airflow's processors put the DAG folder there; a bare DagBag may not
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _tasks  # noqa: E402  (the plan and run tasks every curate DAG shares)
 
 
 @dag(
@@ -38,35 +28,10 @@ def _scheduled() -> Any:
     max_active_runs=1,
     tags=["curate"],
     doc_md=__doc__,
-    params={
-        "pipeline": Param("quickstart.yaml", type="string", description="pipeline YAML, relative to curate_pipelines_dir (or absolute)"),
-        "ray_address": Param("", type="string", description="Ray cluster (auto, ray://host:10001); empty: Variable curate_ray_address"),
-    },
+    params=_tasks.params("quickstart.yaml"),
 )
 def curate_web_daily() -> None:
-    @task(retries=2, retry_delay=timedelta(minutes=1))
-    def plan() -> dict[str, Any]:
-        from airflow.sdk import get_current_context
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-
-        from curate.pipelines import scheduling
-
-        context = get_current_context()
-        # the key is fixed here, once; no input at all skips the run (no empty version); a bad
-        # config fails at once, a transient failure (an object store listing) is retried
-        date = context.get("logical_date") or context["dag_run"].run_id
-        return scheduling.plan_or_skip(_scheduled, date, skip=AirflowSkipException, no_retry=AirflowFailException)
-
-    @task(retries=2, retry_delay=timedelta(minutes=5))
-    def run(planned: dict[str, Any]) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from curate.pipelines import scheduling
-
-        # a bad config, unreadable input or a refused publish fails at once; the rest retries
-        return scheduling.run_or_fail(_scheduled(), planned, no_retry=AirflowFailException)
-
-    run(plan())  # type: ignore[arg-type]  # TaskFlow hands run the XCom of plan
+    _tasks.run(_tasks.plan())  # type: ignore[arg-type]  # TaskFlow hands run the XCom of plan
 
 
 curate_web_daily()
