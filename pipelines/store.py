@@ -126,64 +126,21 @@ def commit(
     :class:`ConcurrentWriteError` if concurrent commits kept this one from landing; in both cases
     nothing was published.
     """
-    from deltalake import CommitProperties, Transaction
-    from deltalake import Schema as DeltaSchema
     from deltalake.exceptions import DeltaError
-    from deltalake.transaction import AddAction, create_table_with_add_actions
 
     if mode not in MODES:
         raise DatasetError(f"unknown write mode {mode!r} (expected one of {', '.join(MODES)})")
     uri = table_uri(uri)
-    opts = storage_options or None
     schema = _schema_of_files(uri, files, storage_options) if files else default_schema
-    actions = [
-        AddAction(
-            path=f["path"],
-            size=int(f["size"]),
-            partition_values={},
-            modification_time=int(json.loads(f.get("info") or "{}").get("modification_time", 0)),
-            data_change=True,
-            stats=json.dumps({"numRecords": int(f["rows"])}),
-        )
-        for f in files
-    ]
+    actions = _add_actions(files)
     commit_id = uuid.uuid4().hex
-    run = dict(metadata)
-    if run_key is not None:
-        run.setdefault("run_key", run_key)
-    custom: dict[str, Any] = {METADATA_KEY: json.dumps(run, sort_keys=True, default=str), COMMIT_ID_METADATA: commit_id}
-    if run_key is not None:
-        custom[RUN_KEY_METADATA] = run_key
-
+    custom = _commit_metadata(metadata, run_key, commit_id)
     other: int | None = None  # the latest version another writer committed meanwhile
     for attempt in range(max(1, max_attempts)):
         dt = open_latest(uri, storage_options)
-        base = -1 if dt is None else int(dt.version())
-        if run_key is not None and dt is not None:
-            done = _txn_version(dt, run_key)
-            if done is not None:
-                raise RunKeyCommittedError(
-                    f"run key {run_key!r} is already committed to {uri} (version {done}); this run published nothing",
-                    run_key=run_key,
-                    version=done,
-                )
-        if expected_version is not None and base != expected_version:
-            raise _concurrent(uri, base, f"this run expected version {expected_version}")
-        target = base + 1
-        props = CommitProperties(
-            custom_metadata=custom,
-            max_commit_retries=0,  # land at exactly `target` or fail: see the module docstring
-            app_transactions=[Transaction(run_key_app_id(run_key), target)] if run_key is not None else None,
-        )
+        target = _next_version(uri, dt, run_key, expected_version)
         try:
-            if dt is None:
-                # mode="error": if another writer creates the table first, fail and rebuild as a write on it
-                create_table_with_add_actions(
-                    uri, DeltaSchema.from_arrow(schema), actions, mode="error", name=name, storage_options=opts, commit_properties=props
-                )
-            else:
-                target_schema = _target_schema(pa.schema(dt.schema().to_arrow()), schema, mode, bool(files))
-                dt.create_write_transaction(actions, mode=mode, schema=target_schema, commit_properties=props)
+            _write_version(uri, dt, target, actions, schema, mode, bool(files), name, custom, run_key, storage_options)
             return target
         except (DeltaError, OSError) as exc:
             latest = latest_version(uri, storage_options)
@@ -197,6 +154,75 @@ def commit(
             if attempt + 1 < max_attempts:
                 time.sleep(min(1.0, random.uniform(0.01, 0.05) * (attempt + 1)))  # let the other writer finish
     raise _concurrent(uri, other, f"{max_attempts} attempts")
+
+
+def _add_actions(files: list[dict[str, Any]]) -> list[Any]:
+    """One Delta add action per shard (its size, modification time and row count)."""
+    from deltalake.transaction import AddAction
+
+    return [
+        AddAction(
+            path=f["path"],
+            size=int(f["size"]),
+            partition_values={},
+            modification_time=int(json.loads(f.get("info") or "{}").get("modification_time", 0)),
+            data_change=True,
+            stats=json.dumps({"numRecords": int(f["rows"])}),
+        )
+        for f in files
+    ]
+
+
+def _commit_metadata(metadata: dict[str, Any], run_key: str | None, commit_id: str) -> dict[str, Any]:
+    """The commit's custom metadata: the run's lineage (JSON), this commit's id, the run key."""
+    run = dict(metadata)
+    if run_key is not None:
+        run.setdefault("run_key", run_key)
+    custom: dict[str, Any] = {METADATA_KEY: json.dumps(run, sort_keys=True, default=str), COMMIT_ID_METADATA: commit_id}
+    if run_key is not None:
+        custom[RUN_KEY_METADATA] = run_key
+    return custom
+
+
+def _next_version(uri: str, dt: Any, run_key: str | None, expected_version: int | None) -> int:
+    """The version this commit would create on top of ``dt`` (None: no table yet); raises when the
+    run key is already committed or the table is not at ``expected_version``."""
+    base = -1 if dt is None else int(dt.version())
+    if run_key is not None and dt is not None:
+        done = _txn_version(dt, run_key)
+        if done is not None:
+            raise RunKeyCommittedError(
+                f"run key {run_key!r} is already committed to {uri} (version {done}); this run published nothing",
+                run_key=run_key,
+                version=done,
+            )
+    if expected_version is not None and base != expected_version:
+        raise _concurrent(uri, base, f"this run expected version {expected_version}")
+    return base + 1
+
+
+def _write_version(uri: str, dt: Any, target: int, actions: list[Any], schema: pa.Schema, mode: str, has_files: bool,
+                   name: str | None, custom: dict[str, Any], run_key: str | None, storage_options: dict[str, str] | None) -> None:
+    """Write the log entry of version ``target`` (creating the table when ``dt`` is None); fails
+    rather than landing at another version."""
+    from deltalake import CommitProperties, Transaction
+    from deltalake import Schema as DeltaSchema
+    from deltalake.transaction import create_table_with_add_actions
+
+    props = CommitProperties(
+        custom_metadata=custom,
+        max_commit_retries=0,  # land at exactly `target` or fail: see the module docstring
+        app_transactions=[Transaction(run_key_app_id(run_key), target)] if run_key is not None else None,
+    )
+    if dt is None:
+        # mode="error": if another writer creates the table first, fail and rebuild as a write on it
+        create_table_with_add_actions(
+            uri, DeltaSchema.from_arrow(schema), actions, mode="error", name=name, storage_options=storage_options or None,
+            commit_properties=props,
+        )
+    else:
+        target_schema = _target_schema(pa.schema(dt.schema().to_arrow()), schema, mode, has_files)
+        dt.create_write_transaction(actions, mode=mode, schema=target_schema, commit_properties=props)
 
 
 def _concurrent(uri: str, version: int | None, why: str) -> ConcurrentWriteError:
