@@ -240,14 +240,33 @@ def apply_expand(stage: Expand[Any], label: str, batch: pa.Table) -> tuple[pa.Ta
         raise _fail(label, view, exc) from exc
     seconds = time.perf_counter() - t0
     pidx = np.asarray(out.parent_index, dtype=np.int64)
+    counts = _check_expand_output(label, out, pidx, live.num_rows)
+    marked, dropped = _dropped_parents(label, out, live, counts)
+    child_table = _children(label, out.children, live, pidx, counts) if len(pidx) else pa.table({})
+    markers = _expanded_markers(label, live, counts > 0)
+    report = BatchReport(live.num_rows, sum(dropped.values()), int(len(pidx)), seconds, dict(out.counters))
+    dead = batch.filter(pc.invert(live_mask)) if n_live < batch.num_rows else pa.table({})
+    # missing columns on either side (children's new columns, a parent's lack of parent_id) are nulls
+    return _concat([child_table, marked, markers, dead]), report
+
+
+def _check_expand_output(label: str, out: ExpandOutput, pidx: np.ndarray, parents: int) -> np.ndarray:
+    """Each parent's number of children, once the output is checked to be well formed."""
     if out.children.num_rows != len(pidx):
         raise StageError(f"stage {label}: expand_batch returned {out.children.num_rows} children but {len(pidx)} parent indexes")
-    if len(pidx) and (pidx.min() < 0 or pidx.max() >= live.num_rows or np.any(np.diff(pidx) < 0)):
+    if len(pidx) and (pidx.min() < 0 or pidx.max() >= parents or np.any(np.diff(pidx) < 0)):
         raise StageError(f"stage {label}: parent_index must be non-decreasing indexes into the batch")
-    counts = np.bincount(pidx, minlength=live.num_rows)
-    drop_mask = np.zeros(live.num_rows, dtype=bool) if out.drops is None else np.asarray(out.drops.mask, dtype=bool)
-    if (counts[drop_mask] > 0).any():
+    counts = np.bincount(pidx, minlength=parents)
+    if out.drops is not None and (counts[np.asarray(out.drops.mask, dtype=bool)] > 0).any():
         raise StageError(f"stage {label}: a parent was both dropped and expanded")
+    if PARENT_ID in out.children.schema.names:
+        raise StageError(f"stage {label}: children must not set {PARENT_ID!r} (the engine sets it)")
+    return counts
+
+
+def _dropped_parents(label: str, out: ExpandOutput, live: pa.Table, counts: np.ndarray) -> tuple[pa.Table, dict[str, int]]:
+    """The parents dropped (by the stage, or for having no children: rule ``no_output``), marked."""
+    drop_mask = np.zeros(live.num_rows, dtype=bool) if out.drops is None else np.asarray(out.drops.mask, dtype=bool)
     childless = (counts == 0) & ~drop_mask
     rules: Any = out.drops.rule if out.drops is not None else None
     reasons: Any = out.drops.reason if out.drops is not None else None
@@ -257,80 +276,67 @@ def apply_expand(stage: Expand[Any], label: str, batch: pa.Table) -> tuple[pa.Ta
         for i in np.flatnonzero(childless):
             rules[i], reasons[i] = "no_output", f"{label} produced no rows"
     parents_dropped = drop_mask | childless
-    parents = live.filter(pa.array(parents_dropped))
+    if not parents_dropped.any():
+        return live.filter(pa.array(parents_dropped)), {}
     transient: Any = False
     if out.drops is not None and not isinstance(out.drops.transient, (bool, np.bool_)):
         transient = np.asarray(out.drops.transient, dtype=bool) & drop_mask
     elif out.drops is not None and out.drops.transient:
         transient = drop_mask
-    dropping = Drops(mask=parents_dropped, rule=rules, reason=reasons, transient=transient)
-    marked, dropped = mark_drops(live, dropping, label) if parents_dropped.any() else (live, {})
-    marked = marked.filter(pa.array(parents_dropped)) if parents_dropped.any() else parents
+    marked, dropped = mark_drops(live, Drops(mask=parents_dropped, rule=rules, reason=reasons, transient=transient), label)
+    return marked.filter(pa.array(parents_dropped)), dropped
 
-    children = out.children
-    if len(pidx):
-        # child k of each parent: its rank among the parent's children
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        k = np.arange(len(pidx), dtype=np.int64) - starts[pidx]
-        parent_cols = live.take(pa.array(pidx))
-        parent_ids = parent_cols.column("id").cast(pa.string())
-        child_ids = pc.binary_join_element_wise(parent_ids, pa.array(k).cast(pa.string()), "/")
-        cols: dict[str, Any] = {}
-        reserved = {"id", PARENT_ID, *ENGINE_COLUMNS, POS}
-        for name in parent_cols.schema.names:
-            if name in reserved:
-                continue
+
+def _children(label: str, children: pa.Table, live: pa.Table, pidx: np.ndarray, counts: np.ndarray) -> pa.Table:
+    """The children with the engine's columns: ids ``<parent id>/<k>``, ``parent_id``, positions
+    and weights derived from the parent's, the parent's columns they do not set."""
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    k = np.arange(len(pidx), dtype=np.int64) - starts[pidx]  # child k: its rank among its parent's children
+    parent_cols = live.take(pa.array(pidx))
+    parent_ids = parent_cols.column("id").cast(pa.string())
+    cols: dict[str, Any] = {}
+    reserved = {"id", PARENT_ID, *ENGINE_COLUMNS, POS}
+    for name in parent_cols.schema.names:
+        if name not in reserved:
             cols[name] = children.column(name) if name in children.schema.names else parent_cols.column(name)
-        for name in children.schema.names:
-            if name not in cols and name not in reserved:
-                cols[name] = children.column(name)
-        if PARENT_ID in children.schema.names:
-            raise StageError(f"stage {label}: children must not set {PARENT_ID!r} (the engine sets it)")
-        ppos = parent_cols.column(POS).to_numpy()
-        pw = parent_cols.column(WEIGHT).to_numpy()
-        child_table = pa.table(
-            {
-                "id": child_ids,
-                **cols,
-                PARENT_ID: parent_ids,
-                POS: pa.array(child_positions(ppos, k), pa.int64()),
-                TASK: parent_cols.column(TASK),
-                WEIGHT: pa.array(child_weights(pw, k, counts[pidx]), pa.int64()),
-                BORN: pa.array([label] * len(pidx), pa.string()),
-                **{c: pa.nulls(len(pidx), pa.string()) for c in DROP_COLUMNS},
-                DROP_RETRY: pa.nulls(len(pidx), pa.bool_()),
-                RESUME_AT: pa.nulls(len(pidx), pa.string()),
-            }
-        )
-    else:
-        child_table = pa.table({})
-    # each expanded parent leaves a marker row (its id, position and lineage only; weight moved
-    # to its children): the writer counts it for this stage and writes it nowhere
-    expanded = counts > 0
-    if expanded.any():
-        src = live.filter(pa.array(expanded))
-        m = src.num_rows
-        markers = pa.table(
-            {
-                "id": src.column("id"),
-                POS: src.column(POS),
-                TASK: src.column(TASK),
-                WEIGHT: pa.array(np.zeros(m, dtype=np.int64)),
-                BORN: src.column(BORN),
-                DROP_STAGE: pa.array([label] * m, pa.string()),
-                DROP_RULE: pa.array([EXPANDED] * m, pa.string()),
-                DROP_REASON: pa.nulls(m, pa.string()),
-                DUPLICATE_OF: pa.nulls(m, pa.string()),
-                DROP_RETRY: pa.nulls(m, pa.bool_()),
-                RESUME_AT: pa.nulls(m, pa.string()),
-            }
-        )
-    else:
-        markers = pa.table({})
-    report = BatchReport(live.num_rows, sum(dropped.values()), int(len(pidx)), seconds, dict(out.counters))
-    dead = batch.filter(pc.invert(live_mask)) if n_live < batch.num_rows else pa.table({})
-    # missing columns on either side (children's new columns, a parent's lack of parent_id) are nulls
-    return _concat([child_table, marked, markers, dead]), report
+    for name in children.schema.names:
+        if name not in cols and name not in reserved:
+            cols[name] = children.column(name)
+    n = len(pidx)
+    return pa.table({
+        "id": pc.binary_join_element_wise(parent_ids, pa.array(k).cast(pa.string()), "/"),
+        **cols,
+        PARENT_ID: parent_ids,
+        POS: pa.array(child_positions(parent_cols.column(POS).to_numpy(), k), pa.int64()),
+        TASK: parent_cols.column(TASK),
+        WEIGHT: pa.array(child_weights(parent_cols.column(WEIGHT).to_numpy(), k, counts[pidx]), pa.int64()),
+        BORN: pa.array([label] * n, pa.string()),
+        **{c: pa.nulls(n, pa.string()) for c in DROP_COLUMNS},
+        DROP_RETRY: pa.nulls(n, pa.bool_()),
+        RESUME_AT: pa.nulls(n, pa.string()),
+    })
+
+
+def _expanded_markers(label: str, live: pa.Table, expanded: np.ndarray) -> pa.Table:
+    """A marker row per expanded parent (its id, position and lineage only; its weight moved to
+    its children): the writer counts it for this stage and writes it nowhere."""
+    if not expanded.any():
+        return pa.table({})
+    src = live.filter(pa.array(expanded))
+    m = src.num_rows
+    return pa.table({
+        "id": src.column("id"),
+        POS: src.column(POS),
+        TASK: src.column(TASK),
+        WEIGHT: pa.array(np.zeros(m, dtype=np.int64)),
+        BORN: src.column(BORN),
+        DROP_STAGE: pa.array([label] * m, pa.string()),
+        DROP_RULE: pa.array([EXPANDED] * m, pa.string()),
+        DROP_REASON: pa.nulls(m, pa.string()),
+        DUPLICATE_OF: pa.nulls(m, pa.string()),
+        DROP_RETRY: pa.nulls(m, pa.bool_()),
+        RESUME_AT: pa.nulls(m, pa.string()),
+    })
 
 
 def _per_row(value: Any, n: int) -> list[Any]:
