@@ -7,7 +7,9 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.curate-installed
 CORE    = $(VENV)/.curate-core
 
-.PHONY: env quickstart test test-python test-fast test-ray test-e2e test-system test-native lint lint-native stubcheck wheel-check dist clean
+TYPECHECK = build/typecheck
+
+.PHONY: env quickstart test typecheck test-python test-fast test-ray test-e2e test-system test-native lint lint-native stubcheck wheel-check dist clean
 
 # The core alone (what the quickstart needs: no model, no web app, no test tools): a first
 # result in a few minutes on a fresh machine.
@@ -40,6 +42,14 @@ test-native:
 # pyflakes' checks (unused and undefined names and imports) on every Python file ([tool.ruff])
 lint: env
 	$(PY) -m ruff check .
+
+# mypy on the package: the folders the package is built from, linked under the names they are
+# imported by (curate/pipelines -> pipelines/, ...), since mypy cannot see setuptools' mapping
+typecheck: env
+	rm -rf $(TYPECHECK)/curate && mkdir -p $(TYPECHECK)/curate
+	for f in curate/*.py curate/*.pyi curate/py.typed; do ln -s "$(CURDIR)/$$f" $(TYPECHECK)/curate/; done
+	for d in pipelines filters synth annotation; do ln -s "$(CURDIR)/$$d" $(TYPECHECK)/curate/$$d; done
+	cd $(TYPECHECK) && "$(CURDIR)/$(PY)" -m mypy --config-file "$(CURDIR)/pyproject.toml" -p curate
 
 stubcheck: env
 	$(PY) -m mypy.stubtest --mypy-config-file pyproject.toml curate._native
@@ -74,7 +84,7 @@ wheel-check: env
 dist: env
 	$(PY) -m build --outdir dist .
 
-test: env lint test-native stubcheck test-python
+test: env lint typecheck test-native stubcheck test-python
 
 clean:
 	rm -rf $(VENV) native/target build dist *.egg-info curate/_native*.so

@@ -96,7 +96,7 @@ def _boundary_splits(nlp: Any) -> dict[tuple[str, str], list[tuple[str, str]]]:
     """
     import spacy
 
-    plain = spacy.blank(nlp.lang)
+    plain: Any = spacy.blank(nlp.lang)
     plain.vocab.lex_attr_getters = {}
     plain.tokenizer.rules = {}
     splits: dict[tuple[str, str], list[tuple[str, str]]] = {}
@@ -119,9 +119,10 @@ class _Fast:
         self.sent_nlp.add_pipe("sentencizer")
         # Words: the same tokenizer in a vocabulary without lexeme attribute getters (tokens never
         # depend on them; computing them for every new string is most of spaCy's cost here).
-        self.nlp = spacy.blank(spacy_lang)
-        self.nlp.vocab.lex_attr_getters = {}
-        t = self.nlp.tokenizer
+        nlp: Any = spacy.blank(spacy_lang)
+        nlp.vocab.lex_attr_getters = {}
+        self.nlp = nlp
+        t: Any = nlp.tokenizer
         self.usable = type(t) is Tokenizer
         # The same tokenizer without special cases, sharing the vocabulary: gives the tokens the
         # special-case matcher sees at a run's edges.

@@ -268,7 +268,7 @@ class Decontaminate(Stage[DecontaminateParams]):
                 bench = [names[o] for o in owners]
                 matched[i] = ",".join(bench)
                 rules[i] = f"contaminated:{bench[0]}"
-                reasons[i] = f"shares the {len(gram.split())}-gram '{gram}' with {', '.join(bench)}"
+                reasons[i] = f"shares the {len((gram or '').split())}-gram '{gram}' with {', '.join(bench)}"
                 for b in bench:
                     counters[f"matched_{b}"] = counters.get(f"matched_{b}", 0) + 1
         if self.params.action == "flag":

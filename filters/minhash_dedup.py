@@ -148,8 +148,8 @@ class MinHashDedup(GlobalStage[MinHashDedupParams]):
         self.round = 0
         #: set by the engine before the first round
         self.buckets = 8
-        self.output_uri: str | None = None
-        self.run_id: str | None = None
+        self.output_uri = ""
+        self.run_id = ""
         self.storage_options: dict[str, Any] = {}
         self.context: pa.Table | None = None
         self._against: dict[str, Any] | None = None  # resolved `against` index: parts, version

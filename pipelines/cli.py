@@ -308,7 +308,7 @@ def show(dataset_ref: str, list_files: bool, as_json: bool, show_config: bool) -
         schema = pa.schema(dt.schema().to_arrow())
     except CurateError as exc:
         fail(exc)
-    info = {
+    info: dict[str, Any] = {
         "dataset": path,
         "version": v,
         "rows": rows,

@@ -243,9 +243,9 @@ def _errors_to_message(exc: ValidationError, located: Located, prefix: Key, mode
         if err["type"] == "missing":
             lines.append(f"{where}: {format_key(key)}: required key is missing")
             continue
-        allowed = _describe_allowed(err)
+        expected = _describe_allowed(dict(err))
         shown = repr(value) if not isinstance(value, dict) else "a mapping"
-        lines.append(f"{where}: {format_key(key)}: {msg} (got {shown})" + (f"; {allowed}" if allowed else ""))
+        lines.append(f"{where}: {format_key(key)}: {msg} (got {shown})" + (f"; {expected}" if expected else ""))
     return "\n".join(lines)
 
 
@@ -366,6 +366,6 @@ def plugin_path(base_dir: Path) -> Iterator[None]:
         sys.path[:] = saved
 
 
-def load_pipeline(path: str | Path) -> Pipeline:
+def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
     """Read, interpolate and validate a pipeline file; raises :class:`ConfigError`."""
     return parse_pipeline(load_yaml(path))

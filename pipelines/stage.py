@@ -130,7 +130,7 @@ class Drops:
     rule: str | Sequence[str | None]
     reason: str | Sequence[str | None] | None = None
     duplicate_of: Sequence[str | None] | None = None
-    transient: bool | Sequence[bool] = False
+    transient: bool | Sequence[bool] | np.ndarray = False
 
 
 @dataclasses.dataclass

@@ -191,13 +191,13 @@ def plan_vacuum(path: str, older_than_minutes: float = VACUUM_MINUTES, journals:
         for rel, size, mtime in _data_files(table, storage_options):
             if rel in referenced:
                 continue
-            run_id = _run_of(rel)
+            writer = _run_of(rel)
             state = journal_files.get((kind, rel))
-            if state == "alive" or run_id in alive:
+            if state == "alive" or writer in alive:
                 why = "of a run in progress"
             elif state == "resumable" and not journals:
                 why = "named by an unfinished run's journal (the next run with the same config reuses them; --journals deletes them and that journal)"
-            elif run_id not in dead and state is None and mtime is not None and now - mtime < older_than_minutes * 60:
+            elif writer not in dead and state is None and mtime is not None and now - mtime < older_than_minutes * 60:
                 why = f"younger than {older_than_minutes:g} minutes, of a run not known to have ended (--older-than)"
             else:
                 plan.delete.append((fs.join(table, rel), size))

@@ -53,7 +53,7 @@ def format_key(key: Key) -> str:
     return out or "(top level)"
 
 
-def load_yaml(path: str | Path, env: Mapping[str, str] | None = None) -> Located:
+def load_yaml(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Located:
     path = str(path)
     env = os.environ if env is None else env
     try:

@@ -140,7 +140,7 @@ def mark_drops(table: pa.Table, drops: Drops | None, stage_label: str) -> tuple[
     }
     transient = drops.transient
     if isinstance(transient, (bool, np.bool_)):
-        retry = pa.array(np.where(mask, True, None) if transient else [None] * n, pa.bool_())
+        retry = pa.array([True if m else None for m in mask] if transient else [None] * n, pa.bool_())
     else:
         flags = np.asarray(transient, dtype=bool) & mask
         retry = pa.array([True if f else None for f in flags], pa.bool_())

@@ -216,11 +216,11 @@ def execute(
     import ray.data
 
     configure_ray_data()
-    stats = ray.remote(num_cpus=0)(Stats).remote()
+    stats: Any = ray.remote(num_cpus=0)(Stats).remote()
     on_stats(stats)
     first_global = next((i for i, s in enumerate(plan.stages) if isinstance(s, GlobalStage)), len(plan.stages))
     so = plan.target.storage_options
-    ds = None
+    ds: Any = None
     if plan.tasks:
         ds = ray.data.from_items(plan.tasks, override_num_blocks=max(1, len(plan.tasks)))
         # The reader gets its own resource shape (half a CPU: reading overlaps I/O) so Ray does

@@ -161,7 +161,7 @@ def run_global(
         extra = stage.extra_inputs()
         if extra:
             blocks += [(True, ref) for ref in ray.data.read_parquet(extra).to_arrow_refs()]
-        splits = [split.remote(stage_ref, label, buckets, stats, context_ref, is_extra, ref) for is_extra, ref in blocks]
+        splits: list[Any] = [split.remote(stage_ref, label, buckets, stats, context_ref, is_extra, ref) for is_extra, ref in blocks]
         if buckets == 1:
             splits = [[s] for s in splits]
         reduced = [reduce.remote(stage_ref, label, stats, context_ref, *[s[i] for s in splits]) for i in range(buckets)]

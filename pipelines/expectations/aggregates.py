@@ -366,5 +366,5 @@ def _quantile_metric(spec: Any, agg: Agg) -> Any:
     values = np.concatenate(agg.values)
     if median:
         return float(np.median(values))
-    method = spec.kwargs.get("allow_relative_error") or "nearest"
+    method: Any = spec.kwargs.get("allow_relative_error") or "nearest"
     return [v.item() if hasattr(v, "item") else v for v in np.quantile(values, qs, method=method)]

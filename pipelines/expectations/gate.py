@@ -33,10 +33,10 @@ from .spec import ExpectationSpec
 log = logging.getLogger("curate")
 
 #: runs ``fn(plan, part, storage_options)`` for every part, returns the results in order
-Mapper = Callable[[Callable[..., Partial], GatePlan, list[list[tuple[str, int]]], dict[str, str]], list[Partial]]
+Mapper = Callable[[Callable[..., Any], GatePlan, list[Any], dict[str, str]], list[Any]]
 
 
-def local_mapper(fn: Callable[..., Partial], plan: GatePlan, parts: list[list[tuple[str, int]]], so: dict[str, str]) -> list[Partial]:
+def local_mapper(fn: Callable[..., Any], plan: GatePlan, parts: list[Any], so: dict[str, str]) -> list[Any]:
     return [fn(plan, part, so) for part in parts]
 
 
@@ -64,7 +64,7 @@ def evaluate(specs: list[ExpectationSpec], files: list[tuple[str, int]], *, stor
             total.schema = schema
         groups = aggregates.bucket_groups({i: agg.spills for i, agg in total.aggs.items() if agg.spills})
         reduced: dict[int, tuple[int, int, Any]] = {}
-        for i, distinct, dups, top in run(reduce_part, plan, groups, so):  # type: ignore[arg-type]
+        for i, distinct, dups, top in run(reduce_part, plan, groups, so):
             d0, r0, t0 = reduced.get(i, (0, 0, None))
             reduced[i] = (d0 + distinct, r0 + dups, aggregates.merge_top(t0, top))
     finally:
