@@ -163,16 +163,19 @@ output: {{dataset: {tmp_path}/out, keep_dropped: true}}
 
 def _kill_before_commit(tmp_path: Path, pipe: Path, tables: list[Path], *args: str) -> None:
     before = {t: set(t.glob("*.parquet")) for t in tables}
+    earlier_logs = set((tmp_path / ".curate" / "runs").glob("*.log"))
     proc = subprocess.Popen([*curate_exe(), "run", str(pipe), "--no-progress", *args], cwd=tmp_path, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "CURATE_PAUSE_BEFORE_COMMIT": "120"})
     try:
+        # the run logs "pausing ... before the commit" once every shard is written: wait for that line
         deadline = time.time() + 240
         while time.time() < deadline and proc.poll() is None:
-            if all(set(t.glob("*.parquet")) - before[t] for t in tables):
+            logs = set((tmp_path / ".curate" / "runs").glob("*.log")) - earlier_logs  # this run's
+            if any("before the commit (CURATE_PAUSE_BEFORE_COMMIT)" in log.read_text(errors="replace") for log in logs):
                 break
             time.sleep(0.2)
-        time.sleep(1.0)  # every shard is written before the pause: let the last ones land
+        assert all(set(t.glob("*.parquet")) - before[t] for t in tables), "the run wrote no shard before its pause"
         assert proc.poll() is None, "the run ended before it could be killed"
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
