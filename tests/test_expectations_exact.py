@@ -261,3 +261,24 @@ def test_an_aggregate_of_a_text_column_is_not_evaluated_as_in_ge_and_does_not_cr
     (theirs,) = ge_results(pa.table({"t": ["a", "b"]}).to_pandas(), items)
     assert ours.success is theirs.success is False
     assert ours.exception_info["raised_exception"] and theirs.exception_info  # neither could evaluate it
+
+
+def test_a_failed_uniqueness_names_the_rows_that_share_a_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ev, "TASK_ROWS", 1_000)  # the two rows sit in different parts
+    monkeypatch.setattr(aggregates, "BUCKET_ROWS", 500)  # and the hash counts in several buckets
+    n = 3_000
+    emails = [f"user{i}@example.org" for i in range(n)]
+    emails[2_500] = emails[10]  # one value twice, far apart
+    table = pa.table({"id": [f"row-{i}" for i in range(n)], "email": emails, "a": [i % 7 for i in range(n)], "b": list(range(n))})
+    table = table.set_column(3, "b", pa.array([5 if i in (100, 1_920) else i for i in range(n)]))  # (a, b) repeated once
+    files = []
+    for k in range(3):
+        pq.write_table(table.slice(k * 1_000, 1_000), tmp_path / f"p{k}.parquet")
+        files.append((str(tmp_path / f"p{k}.parquet"), 1_000))
+    unique, compound = evaluate(specs([{"expect_column_values_to_be_unique": {"column": "email"}},
+                                       {"expect_compound_columns_to_be_unique": {"column_list": ["a", "b"]}}]), files).results
+    assert not unique.success and unique.result["unexpected_count"] == 2
+    assert unique.result["partial_unexpected_list"] == ["user10@example.org"] * 2
+    assert sorted(unique.result["partial_unexpected_ids"]) == ["row-10", "row-2500"]
+    assert not compound.success and sorted(compound.result["partial_unexpected_ids"]) == ["row-100", "row-1920"]
+    assert compound.result["partial_unexpected_list"] == [{"a": 2, "b": 5}] * 2

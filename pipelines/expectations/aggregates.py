@@ -62,6 +62,8 @@ NONNULL = "expect_column_proportion_of_non_null_values_to_be_between"
 METRICS = (*NUMERIC, *SETS, *DISTINCT, *UNIQUE, *QUANTILES, MODE, NONNULL)
 #: rows per hash bucket (a bucket's counts are added up in one task)
 BUCKET_ROWS = 4_000_000
+#: repeated values a failed uniqueness expectation names (with their rows' ids)
+EXAMPLES = 20
 
 
 def eligible(spec: Any) -> bool:
@@ -161,26 +163,43 @@ def non_null(table: pa.Table, column: str) -> pa.Array:
     return pc.drop_null(arr)
 
 
-def add_batch(agg: Agg, spec: Any, table: pa.Table, spill: Any) -> None:
-    """Add one batch's rows to ``agg``; ``spill(hashes, counts)`` keeps hash counts aside."""
+def value_hashes(spec: Any, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """The 64-bit hash of each counted value of a uniqueness or distinct-count expectation, and
+    the row (in ``table``) it is from: a column's non-null (non-NaN) values, or, for compound
+    columns, every row with at least one value (GE ignores a row whose values are all missing;
+    a null hashes apart from every value)."""
     from .._textops import hash_column
 
-    kw = spec.kwargs
-    agg.rows += table.num_rows
     if spec.type == "expect_compound_columns_to_be_unique":
-        cols = kw["column_list"]
-        present = [pc.is_valid(table.column(c)) for c in cols]
-        any_valid = present[0]
-        for p in present[1:]:
-            any_valid = pc.or_(any_valid, p)
-        kept = table.filter(any_valid)  # GE ignores a row whose values are all missing
+        cols = spec.kwargs["column_list"]
+        any_valid = pc.is_valid(table.column(cols[0]))
+        for c in cols[1:]:
+            any_valid = pc.or_(any_valid, pc.is_valid(table.column(c)))
+        rows = np.flatnonzero(any_valid.to_numpy(zero_copy_only=False))
+        kept = table.take(pa.array(rows))
         h = np.zeros(kept.num_rows, np.uint64)
-        for k, c in enumerate(cols):  # nulls hash apart from every value (marked by a second hash)
+        for k, c in enumerate(cols):
             col = kept.column(c)
             hv = hash_column(col, seed=k + 1) ^ np.where(pc.is_null(col).to_numpy(zero_copy_only=False), np.uint64(0x9E3779B97F4A7C15), np.uint64(0))
             h = (h * np.uint64(0x100000001B3)) ^ hv
-        agg.n += kept.num_rows
-        spill(*np.unique(h, return_counts=True))
+        return h, rows
+    arr = table.column(spec.kwargs["column"]).combine_chunks()
+    valid = pc.is_valid(arr)
+    if pa.types.is_floating(arr.type):
+        valid = pc.and_(valid, pc.invert(pc.is_nan(arr)))
+    rows = np.flatnonzero(pc.fill_null(valid, False).to_numpy(zero_copy_only=False))
+    return hash_column(arr.take(pa.array(rows))), rows
+
+
+def add_batch(agg: Agg, spec: Any, table: pa.Table, spill: Any) -> None:
+    """Add one batch's rows to ``agg``; ``spill(hashes, counts)`` keeps hash counts aside."""
+    kw = spec.kwargs
+    agg.rows += table.num_rows
+    if spec.type in UNIQUE or spec.type in DISTINCT:
+        h, rows = value_hashes(spec, table)
+        agg.n += len(rows)
+        if len(rows):
+            spill(*np.unique(h, return_counts=True))
         return
     values = non_null(table, kw["column"])
     agg.n += len(values)
@@ -213,8 +232,6 @@ def add_batch(agg: Agg, spec: Any, table: pa.Table, spill: Any) -> None:
         allowed = set(wanted)
         agg.seen |= {v for v in distinct if v in allowed}
         agg.outside |= {v for v in distinct if v not in allowed}
-        return
-    spill(*np.unique(hash_column(values), return_counts=True))
 
 
 def spill_counts(root: str, i: int, buckets: int, hashes: np.ndarray, counts: np.ndarray, so: dict[str, str]) -> list[str]:
@@ -280,9 +297,10 @@ def merge_top(a: tuple[int, list[Any]] | None, b: tuple[int, list[Any]] | None) 
     return a[0], a[1] + b[1]
 
 
-def reduce_bucket(files: list[str], so: dict[str, str]) -> tuple[int, int, tuple[int, list[Any]] | None]:
+def reduce_bucket(files: list[str], so: dict[str, str]) -> tuple[int, int, Any]:
     """(distinct values, rows whose value another row has too, and for value counts the largest
-    count with its values) of one bucket's files."""
+    count with its values, for hash counts up to ``EXAMPLES`` hashes of repeated values) of one
+    bucket's files."""
     if files and files[0].endswith(".arrow"):
         return _reduce_values(files, so)
     hs, cs = [], []
@@ -291,13 +309,14 @@ def reduce_bucket(files: list[str], so: dict[str, str]) -> tuple[int, int, tuple
             hs.append(z["h"])
             cs.append(z["c"])
     if not hs:
-        return 0, 0, None
+        return 0, 0, []
     h, c = np.concatenate(hs), np.concatenate(cs)
     order = np.argsort(h, kind="stable")
     h, c = h[order], c[order]
     starts = np.flatnonzero(np.concatenate([[True], h[1:] != h[:-1]]))
     per_value = np.add.reduceat(c, starts)
-    return len(per_value), int(per_value[per_value > 1].sum()), None
+    repeated = h[starts][per_value > 1][:EXAMPLES]
+    return len(per_value), int(per_value[per_value > 1].sum()), [int(x) for x in repeated]
 
 
 def bucket_groups(agg_spills: dict[int, list[str]]) -> list[tuple[int, list[str]]]:

@@ -113,6 +113,8 @@ class GatePlan:
     spill_uri: str = ""
     buckets: int = 1
     storage_options: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: hashes of repeated values to find the rows of (a failed uniqueness expectation), by expectation
+    targets: dict[int, list[int]] = dataclasses.field(default_factory=dict)
 
     def indices(self, method: str) -> list[int]:
         return [i for i, m in enumerate(self.methods) if m == method]
@@ -398,6 +400,31 @@ def reduce_part(plan: GatePlan, group: tuple[int, list[str]], storage_options: d
     i, files = group
     distinct, dups, top = aggregates.reduce_bucket(files, storage_options)
     return i, distinct, dups, top
+
+
+def find_part(plan: GatePlan, files: list[tuple[str, int]], storage_options: dict[str, str] | None = None) -> dict[int, list[tuple[Any, Any]]]:
+    """Task: the rows of ``files`` whose value hashes to one of ``plan.targets`` (repeated values
+    of a failed uniqueness expectation): ``(id, value)`` pairs, at most ``EXAMPLES`` per expectation."""
+    found: dict[int, list[tuple[Any, Any]]] = {i: [] for i in plan.targets}
+    for uri, _ in files:
+        filesystem, path = fs.filesystem(uri, storage_options)
+        pf = pq.ParquetFile(path, filesystem=filesystem)
+        names = pf.schema_arrow.names
+        for i, hashes in plan.targets.items():
+            spec = plan.specs[i]
+            cols = _named_columns(spec) or names
+            wanted = [c for c in dict.fromkeys([*cols, *(["id"] if "id" in names else [])]) if c in names]
+            for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=wanted):
+                table = aggregates.condition_rows(pa.Table.from_batches([batch]), spec)
+                h, rows = aggregates.value_hashes(spec, table)
+                hit = rows[np.isin(h, np.asarray(hashes, dtype=np.uint64))]
+                for r in hit[: aggregates.EXAMPLES - len(found[i])]:
+                    row = table.slice(int(r), 1).to_pylist()[0]
+                    value = row[spec.kwargs["column"]] if "column" in spec.kwargs else {c: row.get(c) for c in spec.kwargs["column_list"]}
+                    found[i].append((row.get("id"), value))
+                if len(found[i]) >= aggregates.EXAMPLES:
+                    break
+    return found
 
 
 def _join_edges(counts: dict[str, Any] | None, before: tuple[Any, Any, int, bool] | None,

@@ -10,6 +10,7 @@ either return its summary (recorded in the commit metadata) or raise
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -25,7 +26,7 @@ from rich.markup import escape
 from .. import fs
 from ..errors import ExpectationsFailedError
 from . import aggregates
-from .evaluate import GatePlan, Partial, evaluate_part, make_plan, merge, reduce_part, split
+from .evaluate import GatePlan, Partial, evaluate_part, find_part, make_plan, merge, reduce_part, split
 from .report import failure_lines, headline, save
 from .result import finish, summary
 from .spec import ExpectationSpec
@@ -66,13 +67,30 @@ def evaluate(specs: list[ExpectationSpec], files: list[tuple[str, int]], *, stor
         reduced: dict[int, tuple[int, int, Any]] = {}
         for i, distinct, dups, top in run(reduce_part, plan, groups, so):
             d0, r0, t0 = reduced.get(i, (0, 0, None))
-            reduced[i] = (d0 + distinct, r0 + dups, aggregates.merge_top(t0, top))
+            merged = (t0 or []) + top if isinstance(top, list) else aggregates.merge_top(t0, top)  # repeated hashes, or the top values
+            reduced[i] = (d0 + distinct, r0 + dups, merged)
+        examples = _repeated_rows(plan, parts, so, reduced, run)
     finally:
         try:
             fs.remove_tree(spill, so)
         except Exception as exc:  # the verdict stands; a leftover folder is only clutter
             log.warning("could not remove the gate's hash counts in %s: %r", spill, exc)
-    return finish(plan, total, previous_rows, reduced)
+    return finish(plan, total, previous_rows, reduced, examples)
+
+
+def _repeated_rows(plan: GatePlan, parts: list[Any], so: dict[str, str], reduced: dict[int, tuple[int, int, Any]],
+                   run: Mapper) -> dict[int, list[tuple[Any, Any]]]:
+    """For each failed uniqueness expectation, rows (id, value) whose value another row has too:
+    one more pass over the columns it reads, only when it failed."""
+    targets = {i: r[2][: aggregates.EXAMPLES] for i, r in reduced.items()
+               if plan.specs[i].type in aggregates.UNIQUE and r[1] and isinstance(r[2], list) and r[2]}
+    if not targets:
+        return {}
+    found: dict[int, list[tuple[Any, Any]]] = {i: [] for i in targets}
+    for part in run(find_part, dataclasses.replace(plan, targets=targets), parts, so):
+        for i, rows in part.items():
+            found[i] = (found[i] + rows)[: aggregates.EXAMPLES]
+    return found
 
 
 def _judge(result: Any, reports: list[str], what: str, console: Console, seconds: float) -> dict[str, Any]:

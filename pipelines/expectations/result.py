@@ -34,7 +34,8 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def finish(plan: GatePlan, total: Partial, previous_rows: int | None, reduced: dict[int, tuple[int, int, Any]] | None = None) -> Any:
+def finish(plan: GatePlan, total: Partial, previous_rows: int | None, reduced: dict[int, tuple[int, int, Any]] | None = None,
+           examples: dict[int, list[tuple[Any, Any]]] | None = None) -> Any:
     """The validation result of every expectation of ``plan`` on the merged ``total``;
     ``reduced``: each aggregate expectation's (distinct values, rows repeating a value, largest
     value count with its values)."""
@@ -79,7 +80,7 @@ def finish(plan: GatePlan, total: Partial, previous_rows: int | None, reduced: d
             outcome = expectation._validate({ROW_COUNT: total.rows})
         elif method == "aggregate":
             agg = total.aggs.get(i) or Agg()
-            outcome = _aggregate_outcome(spec, expectation, agg, (reduced or {}).get(i, (0, 0, None)))
+            outcome = _aggregate_outcome(spec, expectation, agg, (reduced or {}).get(i, (0, 0, None)), (examples or {}).get(i, []))
             if agg.sketch is not None:  # a quantile from the merged sketch: said so, with its error
                 meta.update(method="approximate", rank_error=rank_error())
         else:
@@ -120,12 +121,16 @@ def _too_large(rows: int, seen: int) -> str:
             "curate does not sample on its own: to judge it on a sample, ask for one with `meta: {sample_rows: N}`")
 
 
-def _aggregate_outcome(spec: Any, expectation: Any, agg: Agg, reduced: tuple[int, int, Any]) -> dict[str, Any]:
-    """GE's own verdict on the exact merged metrics (:mod:`.aggregates`)."""
+def _aggregate_outcome(spec: Any, expectation: Any, agg: Agg, reduced: tuple[int, int, Any],
+                       examples: list[tuple[Any, Any]] | None = None) -> dict[str, Any]:
+    """GE's own verdict on the exact merged metrics (:mod:`.aggregates`); ``examples``: rows
+    (id, value) of a failed uniqueness expectation."""
     distinct, dup_rows, top = reduced
     if spec.type in UNIQUE:  # a map expectation: rows sharing their value are unexpected
-        return _map_outcome({"element_count": agg.rows, "nonnull_count": agg.n, "unexpected_count": dup_rows, "partial": []},
-                            getattr(expectation, "mostly", 1.0))
+        ids = [str(i) for i, _ in examples or [] if i is not None]
+        counts = {"element_count": agg.rows, "nonnull_count": agg.n, "unexpected_count": dup_rows,
+                  "partial": [v for _, v in examples or []], **({"ids": ids} if ids else {})}
+        return _map_outcome(counts, getattr(expectation, "mostly", 1.0))
     return dict(expectation._validate(aggregate_metrics(spec, agg, distinct, dup_rows, top)))
 
 
