@@ -38,6 +38,9 @@ EXPECTATIONS = """\
 - expect_column_values_to_be_unique: {column: id}
 - expect_column_distinct_values_to_be_in_set: {column: language, value_set: [en, de, fr]}
 - expect_column_proportion_of_unique_values_to_be_between: {column: text, min_value: 0.99}
+- expect_column_most_common_value_to_be_in_set: {column: language, value_set: [en]}
+- expect_column_proportion_of_non_null_values_to_be_between: {column: text, min_value: 0.99}
+- expect_column_mean_to_be_between: {column: score, min_value: 0.4, max_value: 0.6, row_condition: "language == 'en'", condition_parser: pandas}
 """
 
 # GE directly: the same expectations that GE itself knows (the curate_* checks are curate's own)
@@ -63,6 +66,9 @@ suite = [
     ex.ExpectColumnValuesToBeUnique(column="id"),
     ex.ExpectColumnDistinctValuesToBeInSet(column="language", value_set=["en", "de", "fr"]),
     ex.ExpectColumnProportionOfUniqueValuesToBeBetween(column="text", min_value=0.99),
+    ex.ExpectColumnMostCommonValueToBeInSet(column="language", value_set=["en"]),
+    ex.ExpectColumnProportionOfNonNullValuesToBeBetween(column="text", min_value=0.99),
+    ex.ExpectColumnMeanToBeBetween(column="score", min_value=0.4, max_value=0.6, row_condition="language == 'en'", condition_parser="pandas"),
 ]
 ok = [batch.validate(e).success for e in suite]
 print(json.dumps({"success": ok, "seconds": time.perf_counter() - t0}))
