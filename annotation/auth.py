@@ -8,7 +8,6 @@ import hmac
 import math
 import threading
 import time
-
 from typing import Any
 
 from .db import Database

@@ -29,12 +29,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field
-
 from curate.pipelines.errors import ConfigError
 from curate.pipelines.stage import Drops, Resources, Stage, StageOutput
 from curate.synth.engines import Completion, Request, RequestFailed, make_engine
 from curate.synth.generation import COUNTERS, CachedEngine, GenerationParams, SamplingParams, open_cache
+from pydantic import Field
 
 TEMPLATE = Path(__file__).parent / "templates" / "caption.jinja"
 

@@ -34,10 +34,9 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field
-
 from curate.pipelines.errors import ConfigError
 from curate.pipelines.stage import Drops, Params, Resources, RowError, Stage, StageOutput
+from pydantic import Field
 
 from .hallucination import Limits, check_transcript
 

@@ -236,7 +236,6 @@ def write_kept(table: Any, kept: list[int], out: Path) -> None:
 
 def child_native(files: list[Path], out: Path) -> dict[str, Any]:
     import numpy as np
-
     from curate.filters import minhash_core as mc
     from curate.filters.minhash_dedup import bucket_pairs
 

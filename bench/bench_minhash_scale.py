@@ -198,7 +198,6 @@ def load_gt(name: str, n: int) -> Any:
 
 def quality(kept_ids: list[Any], n: int, gt: Any) -> dict[str, Any]:
     import numpy as np
-
     from curate.filters import minhash_core as mc
 
     i, j = gt

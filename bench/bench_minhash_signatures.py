@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from curate.filters import minhash_core as mc
 
 from curate import _native
-from curate.filters import minhash_core as mc
 
 ROOT = Path(__file__).resolve().parents[1]
 SPDX = ROOT / "tests" / "data" / "evaldata" / "neardup" / "spdx_license_texts.tar.gz"

@@ -27,7 +27,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-
 from curate.pipelines._textops import normalize_reference, normalize_text
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA, REPO, RESULTS, POLARS_PRE_NFC, POLARS_STEPS, TreeMem, normalize_text  # noqa: E402
+from common import DATA, POLARS_PRE_NFC, POLARS_STEPS, REPO, RESULTS, TreeMem, normalize_text  # noqa: E402
 
 TOOLS = ("curate", "datatrove", "polars")
 VENV_BIN = Path(sys.executable).parent

@@ -97,7 +97,6 @@ def _direct_processes(paths: list[Path], cpus: int) -> tuple[float, list[str]]:
 
 def _stage_in_process(paths: list[Path], batch_clips: int, cpus: int) -> tuple[float, list[str], dict[str, int]]:
     import pyarrow as pa
-
     from curate.annotation.transcribe import Transcribe, TranscribeParams
 
     stage = Transcribe(TranscribeParams(batch_clips=batch_clips, cpu_threads=cpus))

@@ -26,7 +26,8 @@ import pyarrow.compute as pc
 from curate.pipelines.execution.apply import apply_expand, apply_stage, ensure_setup, is_live, with_engine_columns
 from curate.pipelines.execution.shuffle import mark_global_drops, run_global_local, sorted_drops
 from curate.pipelines.plan import stage_labels
-from curate.pipelines.stage import DROP_REASON, DROP_RULE, DROP_STAGE, DUPLICATE_OF, EXPANDED, INTERNAL_COLUMNS, Expand, GlobalStage, Stage
+from curate.pipelines.rows import DROP_REASON, DROP_RULE, DROP_STAGE, DUPLICATE_OF, EXPANDED, INTERNAL_COLUMNS
+from curate.pipelines.stage import Expand, GlobalStage, Stage
 
 __all__ = ["run"]
 

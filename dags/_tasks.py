@@ -32,7 +32,6 @@ def params(pipeline: str) -> dict[str, Any]:
 def scheduled() -> Any:
     """The running DAG's pipeline and settings (its params, and the Variables)."""
     from airflow.sdk import Variable, get_current_context
-
     from curate.pipelines.scheduling import Scheduled
 
     return Scheduled.from_settings(
@@ -44,7 +43,6 @@ def scheduled() -> Any:
 def plan() -> dict[str, Any]:
     from airflow.sdk import get_current_context
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-
     from curate.pipelines import scheduling
 
     context = get_current_context()
@@ -57,7 +55,6 @@ def plan() -> dict[str, Any]:
 @task(task_id="run", retries=2, retry_delay=timedelta(minutes=5))
 def run(planned: dict[str, Any]) -> dict[str, Any]:
     from airflow.sdk.exceptions import AirflowFailException
-
     from curate.pipelines import scheduling
 
     # a bad config, unreadable input or a refused publish fails at once; the rest retries

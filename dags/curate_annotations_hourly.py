@@ -12,8 +12,8 @@ is imported at parse time.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import dag, task
@@ -41,12 +41,11 @@ def curate_annotations_hourly() -> None:
         app keeps them: CURATE_ANNOTATION_DB / _STORE / _DATASET (Variable curate_env), else
         annotation-data/ in the working folder."""
         from airflow.sdk.exceptions import AirflowSkipException
-        from deltalake import DeltaTable
-
         from curate.annotation.db import Database
         from curate.annotation.export import export_clips
         from curate.annotation.settings import default_dataset, default_db_url, default_store_url
         from curate.annotation.store import BlobStore
+        from deltalake import DeltaTable
 
         with _tasks.scheduled().inside():
             db = Database(default_db_url())

@@ -12,8 +12,8 @@ already generated are reused from the request cache beside the dataset). Params:
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from datetime import datetime, timezone
+from pathlib import Path
 
 from airflow.sdk import dag
 

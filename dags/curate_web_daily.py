@@ -10,8 +10,8 @@ Variables and defaults: see dags/README.md. Nothing heavy is imported at parse t
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from datetime import datetime, timezone
+from pathlib import Path
 
 from airflow.sdk import dag
 

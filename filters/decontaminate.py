@@ -33,10 +33,9 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field
-
 from curate.pipelines.errors import ConfigError
 from curate.pipelines.stage import Drops, Params, Stage, StageOutput
+from pydantic import Field
 
 WORD = re.compile(r"\w+")
 

@@ -22,9 +22,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, field_validator
-
 from curate.pipelines.stage import Drops, Params, Stage, StageOutput
+from pydantic import Field, field_validator
 
 from . import _fasttext
 

@@ -57,14 +57,13 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, model_validator
-
 from curate.filters import minhash_core as mc
 from curate.filters import minhash_index as mi
 from curate.filters import minhash_verify as mv
 from curate.filters.minhash_index import OLD_BIT
 from curate.filters.minhash_verify import CHECKED_SCHEMA, KEY_SCHEMA, bucket_pairs, unique_pairs
 from curate.pipelines.stage import DROP_RESULT_SCHEMA, POS, GlobalStage, Params
+from pydantic import Field, model_validator
 
 #: input bytes per hash partition that :meth:`MinHashDedup.num_buckets` aims at
 PARTITION_BYTES = 128 << 20

@@ -24,7 +24,6 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from curate.pipelines.errors import ConfigError, DatasetError
 
 #: node ids of documents from a saved index: this bit, the index part (7 bits), their old position

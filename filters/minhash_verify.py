@@ -42,7 +42,6 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-
 from curate.filters import minhash_core as mc
 from curate.filters.minhash_index import OLD_BIT, sig_matrix
 from curate.pipelines.stage import POS

@@ -28,10 +28,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field, model_validator
-
 from curate.pipelines.errors import ConfigError
 from curate.pipelines.stage import POS, Drops, Params, Stage, StageOutput
+from pydantic import Field, model_validator
 
 from . import _fasttext
 

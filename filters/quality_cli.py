@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 import numpy as np
-
 from curate.pipelines.errors import ConfigError, CurateError
 
 FORMATS = ("auto", "jsonl", "parquet", "delta", "text")

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
 from curate.pipelines.errors import ConfigError
 
 from . import _fasttext

@@ -23,10 +23,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field
-
 from curate.pipelines.errors import ConfigError
 from curate.pipelines.stage import Filter, Params, StageOutput
+from pydantic import Field
 
 from . import _tokens
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import Pipeline, load_pipeline, parse_pipeline
-from .runner import RunResult, run_pipeline
 from .runkey import run_key_for, with_ray_address
+from .runner import RunResult, run_pipeline
 from .yamlsource import Located
 
 

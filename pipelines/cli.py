@@ -8,8 +8,8 @@ import sys
 from typing import Any
 
 import click
-from rich.console import Console
 from rich import box
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 

@@ -9,7 +9,6 @@ import re
 
 from .errors import CurateError
 
-
 #: terminal control sequences, and Ray's colour codes around a task name whose ESC was lost
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\[\d{1,2}m(?=ray::)|(?<=\(\))\[\d{1,2}m")
 #: lines Ray Data adds to a task's error: advice about its retry settings, not about the failure

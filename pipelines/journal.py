@@ -33,7 +33,7 @@ import time
 from typing import Any
 
 from . import fs
-from .stage import ROW_WEIGHT
+from .rows import ROW_WEIGHT
 
 JOURNAL_DIR = "_curate_journal"
 

@@ -29,7 +29,7 @@ import pyarrow as pa
 from . import fs, store
 from .errors import TransientFailureError
 from .readers.shared import POS_SHIFT
-from .stage import DROP_COLUMNS, POS, RESUME_AT
+from .rows import DROP_COLUMNS, POS, RESUME_AT
 
 #: the folder (inside the dataset) pending rows are written to
 PENDING_DIR = "_curate_pending"

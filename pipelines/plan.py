@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from .config import Pipeline
-from .errors import combine_errors
-from .errors import ConfigError
-from .stage import PARENT_ID, Expand, GlobalStage, Stage, stage_kind
+from .errors import ConfigError, combine_errors
+from .rows import PARENT_ID
+from .stage import Expand, GlobalStage, Stage, stage_kind
 
 
 def stage_labels(stages: list[Stage[Any]]) -> list[str]:

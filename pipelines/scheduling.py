@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import Pipeline
-from .runkey import config_fingerprint, date_key, input_fingerprint, inputs_digest, key_of, run_key_for, with_ray_address
 from .errors import ConcurrentWriteError, ConfigError, CurateError, RunStalledError, StageError, TransientFailureError
+from .runkey import config_fingerprint, date_key, input_fingerprint, inputs_digest, key_of, run_key_for, with_ray_address
 
 
 def no_retry_message(exc: BaseException) -> str:

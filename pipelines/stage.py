@@ -52,32 +52,58 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
-#: internal columns carried along the stream, removed before writing
-POS = "_curate_pos"
-TASK = "_curate_task"
-WEIGHT = "_curate_w"
-#: the Expand stage that created a row (null for input rows)
-BORN = "_curate_born"
-#: drop rule of the marker an expanded parent leaves in the stream (counted, never written)
-EXPANDED = "_expanded"
-DROP_STAGE = "_drop_stage"
-DROP_RULE = "_drop_rule"
-DROP_REASON = "_drop_reason"
-DUPLICATE_OF = "_duplicate_of"
-DROP_COLUMNS = (DROP_STAGE, DROP_RULE, DROP_REASON, DUPLICATE_OF)
-#: True on a row dropped for a transient reason (an engine down, a timeout): it is not dropped for
-#: good but kept aside as pending and retried by the next run (see :class:`DropRow`)
-DROP_RETRY = "_drop_retry"
-#: on a pending row fed back into a run: the label of the stage it failed in; the stages before
-#: it pass the row through untouched (what they computed is kept), that stage clears the mark
-RESUME_AT = "_curate_from"
-#: what the engine keeps aside while a stage runs (the stage sees POS)
-ENGINE_COLUMNS = (TASK, WEIGHT, BORN, *DROP_COLUMNS, DROP_RETRY, RESUME_AT)
-INTERNAL_COLUMNS = (POS, *ENGINE_COLUMNS)
-#: the column children of an Expand stage name their parent in
-PARENT_ID = "parent_id"
-#: one input row's weight; children split their parent's weight exactly (integers)
-ROW_WEIGHT = 1 << 32
+from .rows import (  # re-exported: plugin code and tests name the drop columns and positions
+    BORN,
+    DROP_COLUMNS,
+    DROP_REASON,
+    DROP_RETRY,
+    DROP_RULE,
+    DROP_STAGE,
+    DUPLICATE_OF,
+    ENGINE_COLUMNS,
+    EXPANDED,
+    INTERNAL_COLUMNS,
+    PARENT_ID,
+    POS,
+    RESUME_AT,
+    ROW_WEIGHT,
+    TASK,
+    WEIGHT,
+)
+
+__all__ = [
+    "Params",
+    "Resources",
+    "RunSettings",
+    "Drops",
+    "StageOutput",
+    "DropRow",
+    "snake_case",
+    "Stage",
+    "Filter",
+    "ExpandOutput",
+    "Expand",
+    "RowError",
+    "GlobalStage",
+    "stage_kind",
+    "DROP_RESULT_SCHEMA",
+    "POS",
+    "TASK",
+    "WEIGHT",
+    "BORN",
+    "EXPANDED",
+    "DROP_STAGE",
+    "DROP_RULE",
+    "DROP_REASON",
+    "DUPLICATE_OF",
+    "DROP_COLUMNS",
+    "DROP_RETRY",
+    "RESUME_AT",
+    "ENGINE_COLUMNS",
+    "INTERNAL_COLUMNS",
+    "PARENT_ID",
+    "ROW_WEIGHT",
+]
 
 
 class Params(BaseModel):

@@ -17,10 +17,9 @@ import time
 from urllib.parse import unquote
 
 from . import fs
-from .fs import table_uri
 from .errors import DatasetError
+from .fs import table_uri
 from .store import latest_version, log_paths, open_latest, run_metadata
-
 
 #: ``<dataset>/_curate_journal/_runs/<run id>/attempt.json``: a run is writing shards into the
 #: dataset (host, pid, heartbeat, as a journal attempt); removed when the run ends, left behind

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
-
 from curate.pipelines.stage import DropRow, Filter, Params
+from pydantic import Field
 
 
 class ChecksParams(Params):

@@ -10,10 +10,9 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
-
 from curate.pipelines import fs
 from curate.pipelines.stage import Params
+from pydantic import Field, field_validator, model_validator
 
 from .cache import CACHE_FOLDER, RequestCache, request_key
 from .engines import Completion, Engine, Request, RequestFailed, make_engine

@@ -53,7 +53,6 @@ def _cell_of(row_id: str, params: dict[str, Any]) -> tuple[str, str, str] | None
 def cell_summary(dataset: str, version: int | None = None, storage_options: dict[str, str] | None = None) -> tuple[Any, dict[str, Any]]:
     """``(polars DataFrame with one row per cell, the stage's counters)``."""
     import polars as pl
-
     from curate.pipelines import store
     from curate.pipelines.errors import DatasetError
 
@@ -107,10 +106,9 @@ def synth_report(dataset: str, as_json: bool) -> None:
     with generate_textbooks: generated, kept, duplicates and their rate, dropped by checks,
     failed requests, tokens. DATASET may name a version (DATASET@3). The dropped counts need
     output.keep_dropped: true."""
+    from curate.pipelines.errors import CurateError
     from rich.console import Console
     from rich.table import Table
-
-    from curate.pipelines.errors import CurateError
 
     path, _, ver = dataset.partition("@")
     try:

@@ -35,10 +35,9 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field, model_validator
-
 from curate.pipelines.errors import ConfigError
 from curate.pipelines.stage import Drops, Expand, ExpandOutput, Resources
+from pydantic import Field, model_validator
 
 from .cache import RequestCache
 from .engines import Completion, Request, RequestFailed, make_engine

@@ -122,7 +122,6 @@ class AnnotationApp:
         exit. Runs in this process (click's runner on the `curate` command itself: the same code
         without a new interpreter and its imports, which cost seconds per call on this machine)."""
         from click.testing import CliRunner
-
         from curate.pipelines.cli import cli
 
         res = CliRunner().invoke(cli, ["annotate", *args], env=self.env, catch_exceptions=False)

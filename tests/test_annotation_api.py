@@ -14,15 +14,14 @@ import pytest
 pytest.importorskip("fastapi")
 av = pytest.importorskip("av")
 
-from fastapi.testclient import TestClient
-from helpers import EVALDATA, need_data
-from PIL import Image
-
 from curate.annotation.app import create_app
 from curate.annotation.db import Database
 from curate.annotation.images import import_images
 from curate.annotation.settings import Settings
 from curate.annotation.store import BlobStore
+from fastapi.testclient import TestClient
+from helpers import EVALDATA, need_data
+from PIL import Image
 
 LJ = EVALDATA / "speech" / "ljspeech"
 # (container format for PyAV, codec, extension, sample rate or None to keep the source's)
@@ -345,7 +344,6 @@ def test_the_app_on_an_fsspec_store(tmp_path, clips) -> None:
 
     import fsspec
     import polars as pl
-
     from curate.annotation.export import export_clips
 
     url = f"memory://curate-app-{uuid.uuid4().hex[:8]}"

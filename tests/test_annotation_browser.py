@@ -129,7 +129,6 @@ def test_sign_in_record_play_back_submit_and_upload_a_file(tmp_path: Path) -> No
     import httpx
     import polars as pl
     from annotation_fixtures import annotation_app, sha256_file
-
     from curate.annotation.db import Database
     from curate.annotation.store import BlobStore
 

@@ -14,13 +14,12 @@ import pytest
 pytest.importorskip("fastapi")
 
 import polars as pl
-from fastapi.testclient import TestClient
-from helpers import EVALDATA, need_data, run_cli
-
 from curate.annotation.app import create_app
 from curate.annotation.db import Database
 from curate.annotation.settings import Settings
 from curate.annotation.store import BlobStore
+from fastapi.testclient import TestClient
+from helpers import EVALDATA, need_data, run_cli
 
 LJ = EVALDATA / "speech" / "ljspeech"
 SAMPLES = Path(__file__).resolve().parents[1] / "annotation" / "sample_images"

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 from annotation_fixtures import AnnotationApp, annotation_app, distinct_lj_clips, sha256_file
-from pg import db_url, pg  # noqa: F401 - fixtures
-
 from curate.annotation.db import Database
 from curate.annotation.store import BlobStore
+from pg import db_url, pg  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow
 

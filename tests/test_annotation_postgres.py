@@ -7,9 +7,8 @@ import hashlib
 import threading
 from pathlib import Path
 
-from pg import PgCluster, db_url, pg  # noqa: F401 - fixtures
-
 from curate.annotation.db import Database
+from pg import PgCluster, db_url, pg  # noqa: F401 - fixtures
 
 
 def test_the_cluster_is_a_private_loopback_server_run_by_postgres(pg: PgCluster) -> None:

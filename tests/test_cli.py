@@ -7,10 +7,10 @@ from pathlib import Path
 import click
 import click.testing
 import pytest
+from curate.pipelines.cli import cli
 from helpers import run_cli
 
 import curate
-from curate.pipelines.cli import cli
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

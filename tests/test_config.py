@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from curate.pipelines.config import load_pipeline
 from curate.pipelines.errors import ConfigError
-
 from helpers import run_cli, write_jsonl, write_pipeline
 
 GOOD = """\

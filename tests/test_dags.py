@@ -18,8 +18,6 @@ from typing import Any
 
 import polars as pl
 import pytest
-from deltalake import DeltaTable
-
 from curate.pipelines import api, scheduling
 from curate.pipelines.errors import (
     ConcurrentWriteError,
@@ -31,6 +29,7 @@ from curate.pipelines.errors import (
     StageError,
     TransientFailureError,
 )
+from deltalake import DeltaTable
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGS = ROOT / "dags"
@@ -354,9 +353,8 @@ def test_annotations_dag_exports_and_skips_hours_without_new_clips(tmp_path: Pat
     annotations version is appended."""
     pytest.importorskip("sqlalchemy", reason="needs the annotation extra")
     import pyarrow as pa
-    from deltalake import write_deltalake
-
     from curate.annotation.export import SCHEMA
+    from deltalake import write_deltalake
 
     data, out = tmp_path / "annotation-data", tmp_path / "out" / "annotations"
     curate_env = json.dumps({"CURATE_ANNOTATION_DATA": str(data), "CURATE_ANNOTATIONS": str(out)})

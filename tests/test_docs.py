@@ -7,18 +7,17 @@ import importlib
 import inspect
 import pkgutil
 import re
-from pathlib import Path
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from helpers import ROOT
-from pydantic import BaseModel
-
 from curate.pipelines.config import InputConfig, OutputConfig, PipelineConfig, RayConfig, RunConfig, StageRunConfig
 from curate.pipelines.execution.apply import run_on_table
 from curate.pipelines.stage import DROP_COLUMNS, DROP_REASON, DROP_RULE, PARENT_ID, POS, Stage
+from helpers import ROOT
+from pydantic import BaseModel
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 REFERENCE = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
-
 from curate.pipelines import journal
 from curate.pipelines.config import parse_pipeline
 from curate.pipelines.errors import ConfigError, StageError

@@ -16,14 +16,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from deltalake import DeltaTable
-from helpers import run_cli, write_jsonl, write_pipeline
-
 from curate.pipelines.errors import ConfigError, ExpectationsFailedError
 from curate.pipelines.expectations import evaluate as ev
 from curate.pipelines.expectations.gate import evaluate
 from curate.pipelines.expectations.spec import parse_expectations
 from curate.pipelines.yamlsource import Located
+from deltalake import DeltaTable
+from helpers import run_cli, write_jsonl, write_pipeline
 
 
 def specs(items: list[Any]) -> list[Any]:
@@ -244,10 +243,9 @@ def test_gate_on_staged_shards_before_the_commit_in_both_modes(tmp_path: Path) -
     latest version's), compares with the latest version's row count, and commits nothing."""
     import io
 
+    from curate.pipelines.expectations.gate import gate_staged
     from deltalake import write_deltalake
     from rich.console import Console
-
-    from curate.pipelines.expectations.gate import gate_staged
 
     uri = tmp_path / "ds"
     write_deltalake(str(uri), pa.table({"text": ["a", "b", "c", "d"]}))  # version 0: 4 rows
@@ -276,9 +274,8 @@ def test_curate_check_with_a_suite_file_and_a_list_file(tmp_path: Path, monkeypa
     """`curate check` (in-process) on a table of two versions: a GE suite file, a YAML list with
     curate_row_count_change against the version before, exit codes 0 / 5 / 2."""
     from click.testing import CliRunner
-    from deltalake import write_deltalake
-
     from curate.pipelines.expectations.cli import check
+    from deltalake import write_deltalake
 
     monkeypatch.chdir(tmp_path)
     write_deltalake("ds", pa.table({"text": ["a", "b", "c", "d"]}))

@@ -15,7 +15,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from curate.pipelines.expectations import aggregates
 from curate.pipelines.expectations import evaluate as ev
 from curate.pipelines.expectations.gate import evaluate

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-
 from curate.filters.decontaminate import Decontaminate
 from curate.pipelines.errors import ConfigError
 

@@ -6,7 +6,6 @@ import socket
 
 import pyarrow as pa
 import pytest
-
 from curate.filters.language import Language
 from curate.pipelines.errors import ConfigError
 
@@ -87,11 +86,10 @@ def test_newlines_do_not_break_prediction():
 
 def test_matches_datatrove_language_filter():
     """The keep decision is datatrove's LanguageFilter's (same model file)."""
+    from curate.filters import _fasttext
     from datatrove.data import Document
     from datatrove.pipeline.filters.language_filter import LanguageFilter
     from datatrove.utils.lid import FT176LID
-
-    from curate.filters import _fasttext
 
     class Local(FT176LID):
         @property

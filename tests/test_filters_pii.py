@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-
 from curate.filters.pii import Pii
 
 REDACTED = [

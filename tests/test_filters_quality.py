@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-
 from curate.filters.quality_classifier import QualityClassifier
 from curate.filters.quality_model import pr_table, roc_auc
 from curate.pipelines.errors import ConfigError
@@ -85,7 +84,6 @@ def test_train_from_positive_and_negative_sources(tmp_path: Path):
 def cli(*args: str):
     """The `curate quality` group in-process (fast): errors, help."""
     from click.testing import CliRunner
-
     from curate.filters.quality_cli import quality
 
     return CliRunner().invoke(quality, list(args))

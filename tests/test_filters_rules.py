@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-
 from curate.filters import _tokens
 from curate.filters.rules import C4Quality, FineWebQuality, GopherQuality, GopherRepetition
 from curate.pipelines.registry import builtin_stages

@@ -74,9 +74,8 @@ ray: {{num_cpus: 1}}
 
 def _commit(dataset: Path, src: Path | None, version: int | None) -> None:
     """A version of ``dataset`` whose run metadata says it read ``src`` at ``version`` (or nothing)."""
-    from deltalake import CommitProperties
-
     from curate.pipelines.store import METADATA_KEY
+    from deltalake import CommitProperties
 
     run = {"inputs": [{"delta": str(src), "version": version, "since_version": None}]} if src is not None else {"inputs": []}
     write_deltalake(str(dataset), _rows(["z"]), mode="append", commit_properties=CommitProperties(custom_metadata={METADATA_KEY: json.dumps(run)}))

@@ -11,11 +11,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from curate.filters import minhash_core as mc
+from helpers import need_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from helpers import need_data
-
-from curate.filters import minhash_core as mc
 
 EVALDATA = Path(__file__).resolve().parent / "data" / "evaldata"
 NEARDUP = EVALDATA / "neardup"

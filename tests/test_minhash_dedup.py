@@ -22,13 +22,12 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
+from curate.filters import minhash_core as mc
+from curate.filters.minhash_dedup import OLD_BIT, MinHashDedup, MinHashDedupParams, bucket_pairs
+from curate.pipelines.execution.shuffle import run_global_local
+from curate.pipelines.stage import DROP_COLUMNS, POS
 from deltalake import DeltaTable
 from helpers import ROOT, local_ray_cluster, need_data, run_cli, write_jsonl, write_pipeline
-
-from curate.filters import minhash_core as mc
-from curate.pipelines.execution.shuffle import run_global_local
-from curate.filters.minhash_dedup import OLD_BIT, MinHashDedup, MinHashDedupParams, bucket_pairs
-from curate.pipelines.stage import DROP_COLUMNS, POS
 
 EVALDATA = Path(__file__).resolve().parent / "data" / "evaldata"
 NEARDUP = EVALDATA / "neardup"

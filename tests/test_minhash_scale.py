@@ -21,14 +21,13 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
-from deltalake import DeltaTable
-from helpers import ROOT, run_cli, write_jsonl, write_pipeline
-from test_minhash_dedup import batches_of, kept_after, quality, simulate
-
 from curate.filters import minhash_core as mc
 from curate.filters import minhash_verify as mv
 from curate.filters.minhash_dedup import MinHashDedup, MinHashDedupParams
 from curate.pipelines.stage import POS
+from deltalake import DeltaTable
+from helpers import ROOT, run_cli, write_jsonl, write_pipeline
+from test_minhash_dedup import batches_of, kept_after, quality, simulate
 
 SAMPLE = ROOT / "pipelines" / "examples" / "data"
 

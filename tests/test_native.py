@@ -15,11 +15,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import xxhash
+from gil_probe import assert_releases_gil
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from curate import _native
-from gil_probe import assert_releases_gil
 
 WORD = re.compile(r"\w+")
 MAX32 = 0xFFFF_FFFF

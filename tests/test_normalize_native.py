@@ -18,14 +18,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import zstandard
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from curate import _native
 from curate.pipelines import _textops
 from curate.pipelines._textops import normalize_reference, normalize_text
 from curate.pipelines.stages.normalize import Normalize, NormalizeParams
 from gil_probe import assert_releases_gil
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from curate import _native
 
 DATA = Path(__file__).resolve().parent.parent / "pipelines" / "examples" / "data"
 FORMS = ["NFC", "NFKC", "NFD", "NFKD", "none"]

@@ -9,11 +9,10 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from helpers import run_cli, write_jsonl, write_pipeline
-from pydantic import Field
-
 from curate.pipelines.execution.apply import run_on_table
 from curate.pipelines.stage import DROP_COLUMNS, DROP_REASON, DROP_RULE, POS, Filter, Params, Stage, snake_case
+from helpers import run_cli, write_jsonl, write_pipeline
+from pydantic import Field
 
 
 class WordParams(Params):

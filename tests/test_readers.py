@@ -11,12 +11,11 @@ import pyarrow.compute  # noqa: F401
 import pyarrow.parquet as pq
 import pytest
 import zstandard
-from helpers import write_jsonl
-
 from curate.pipelines.config import InputConfig
 from curate.pipelines.errors import ConfigError, InputDataError
 from curate.pipelines.readers import plan_inputs, read_task, split_tasks
 from curate.pipelines.stage import DROP_REASON, DROP_RULE, DROP_STAGE, POS
+from helpers import write_jsonl
 
 
 def read_all(cfg: InputConfig, split_bytes: int | None = None) -> pa.Table:

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from helpers import ROOT, EVALDATA, need_data, run_cli, write_pipeline
-
 from curate.pipelines.config import InputConfig
 from curate.pipelines.errors import InputDataError
 from curate.pipelines.readers import input_columns, plan_inputs, read_task, split_tasks
 from curate.pipelines.readers.audio import audio_format
+from helpers import EVALDATA, ROOT, need_data, run_cli, write_pipeline
 
 LJ = EVALDATA / "speech" / "ljspeech"
 CLIPS = ("LJ001-0002", "LJ001-0008", "LJ001-0013")
@@ -124,7 +123,6 @@ def test_audio_files_on_an_fsspec_url(clips: Path) -> None:
     """memory:// stands for an object store: listed, hashed and probed through fsspec, and the
     stage decodes the URI through fsspec too."""
     import fsspec
-
     from curate.annotation.transcribe import load_audio
 
     fs = fsspec.filesystem("memory")

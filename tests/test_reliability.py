@@ -17,14 +17,13 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from deltalake import DeltaTable
-from helpers import curate_exe, run_cli, write_jsonl, write_pipeline
-
 from curate.pipelines import store
 from curate.pipelines.config import InputConfig
 from curate.pipelines.errors import ConfigError, InputDataError
 from curate.pipelines.readers import plan_inputs, read_task, split_tasks
 from curate.pipelines.stage import DROP_RULE, DROP_STAGE
+from deltalake import DeltaTable
+from helpers import curate_exe, run_cli, write_jsonl, write_pipeline
 
 RAY_ADVICE = "To change retry attempts"
 

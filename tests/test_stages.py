@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-
 from curate.pipelines.execution.apply import run_on_table
 from curate.pipelines.stage import DROP_COLUMNS, DROP_REASON, DROP_RULE, DROP_STAGE, POS
 from curate.pipelines.stages.exact_dedup import ExactDedup, ExactDedupParams

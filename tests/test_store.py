@@ -21,10 +21,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-from deltalake import DeltaTable, write_deltalake
-
 from curate.pipelines import fs, store
 from curate.pipelines.errors import ConcurrentWriteError, CurateError, DatasetError, RunKeyCommittedError
+from deltalake import DeltaTable, write_deltalake
 
 SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string())])
 

@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from helpers import run_cli, write_pipeline
-
 from curate.pipelines.errors import ConfigError
 from curate.pipelines.execution.apply import run_on_table
 from curate.synth.cache import request_key
 from curate.synth.checks import ChecksParams, SynthChecks
 from curate.synth.engines import Request, completion_from_vllm, vllm_sampling_kwargs
 from curate.synth.textbooks import GenerateTextbooks, TextbookParams
+from helpers import run_cli, write_pipeline
 
 
 def stage(tmp_path: Path, **kw: object) -> GenerateTextbooks:

@@ -4,11 +4,11 @@ engine's own code, giving what a real run gives."""
 from __future__ import annotations
 
 import pyarrow as pa
-
 from curate.filters.minhash_dedup import MinHashDedup
 from curate.pipelines.stage import Expand, Params
 from curate.pipelines.stages.exact_dedup import ExactDedup
 from curate.pipelines.stages.length_filter import LengthFilter
+
 from curate.testing import run
 
 

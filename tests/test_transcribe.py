@@ -11,8 +11,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from helpers import EVALDATA, need_data
-
 from curate.annotation.hallucination import (
     Limits,
     check_transcript,
@@ -24,6 +22,7 @@ from curate.annotation.hallucination import (
 from curate.annotation.wer import edit_distance, normalise, wer
 from curate.pipelines.errors import ConfigError
 from curate.pipelines.stage import RowError
+from helpers import EVALDATA, need_data
 
 LJ = EVALDATA / "speech" / "ljspeech"
 #: tiny.en int8, beam 5, VAD on, over all 32 clips here: WER 0.0697 (measured on this machine).

@@ -15,11 +15,10 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
-from helpers import run_cli, write_pipeline
-
 from curate.pipelines.execution.apply import run_on_table
 from curate.pipelines.execution.writer import WriteTarget, write_block
 from curate.pipelines.stage import DROP_RETRY, DROP_RULE, RESUME_AT, DropRow, Drops, Filter, Params, Stage, StageOutput
+from helpers import run_cli, write_pipeline
 
 PLUGINS = Path(__file__).parent / "engine_plugins" / "curate_test_plugins.py"
 

@@ -16,28 +16,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import StageError
-from ..stage import (
+from ..rows import (
     BORN,
     DROP_COLUMNS,
-    DROP_RETRY,
-    EXPANDED,
     DROP_REASON,
+    DROP_RETRY,
     DROP_RULE,
     DROP_STAGE,
     DUPLICATE_OF,
     ENGINE_COLUMNS,
+    EXPANDED,
     PARENT_ID,
     POS,
     RESUME_AT,
     TASK,
     WEIGHT,
-    Drops,
-    Expand,
-    ExpandOutput,
-    RowError,
-    Stage,
-    StageOutput,
 )
+from ..stage import Drops, Expand, ExpandOutput, RowError, Stage, StageOutput
 
 
 @dataclasses.dataclass
@@ -354,7 +349,7 @@ def fix_null_types(table: pa.Table) -> pa.Table:
 
 def with_engine_columns(table: pa.Table, task: int = 0) -> pa.Table:
     """Add the engine's columns a reader's rows start with (task, weight, lineage, drop marks)."""
-    from ..stage import ROW_WEIGHT
+    from ..rows import ROW_WEIGHT
 
     n = table.num_rows
     add: dict[str, pa.Array] = {

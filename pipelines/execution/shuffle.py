@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import StageError
-from ..stage import DROP_REASON, DROP_RESULT_SCHEMA, DROP_RULE, DROP_STAGE, DUPLICATE_OF, POS, GlobalStage
+from ..rows import DROP_REASON, DROP_RULE, DROP_STAGE, DUPLICATE_OF, POS
+from ..stage import DROP_RESULT_SCHEMA, GlobalStage
 from .apply import ensure_setup, is_live, waiting_rows
 
 

@@ -21,21 +21,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from .. import fs, journal, pending
-from ..stage import (
-    BORN,
-    DROP_REASON,
-    DROP_RETRY,
-    DROP_RULE,
-    DROP_STAGE,
-    DUPLICATE_OF,
-    EXPANDED,
-    INTERNAL_COLUMNS,
-    POS,
-    RESUME_AT,
-    ROW_WEIGHT,
-    TASK,
-    WEIGHT,
-)
+from ..rows import BORN, DROP_REASON, DROP_RETRY, DROP_RULE, DROP_STAGE, DUPLICATE_OF, EXPANDED, INTERNAL_COLUMNS, POS, RESUME_AT, ROW_WEIGHT, TASK, WEIGHT
 from .apply import fix_null_types, is_live
 
 #: schema of the dropped-rows table (``text`` is null for rows without text)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import fs
-from .result import severity_of, failures, observed
+from .result import failures, observed, severity_of
 
 #: the most characters of one string kept in the saved JSON and shown in the page
 MAX_TEXT = 300

@@ -26,11 +26,11 @@ import pyarrow.parquet as pq
 
 from ..config import InputConfig
 from ..errors import ConfigError, InputDataError
+from ..rows import DROP_COLUMNS, POS
 from .audio import AUDIO_COLUMNS, AUDIO_SUFFIXES, read_audio_file
 from .columnar import BAD_TEXT_HINT, non_string_text, read_parquet_task, read_text_task
-from .shared import POS_SHIFT, SPLIT_BYTES, InputFile, ReadTask, display_path, filesystem_of, looks_like_url, one_line, open_input
 from .jsonl import read_jsonl_task
-from ..stage import DROP_COLUMNS, POS
+from .shared import POS_SHIFT, SPLIT_BYTES, InputFile, ReadTask, display_path, filesystem_of, looks_like_url, one_line, open_input
 
 
 def task_to_row(task: ReadTask, number: int) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..errors import InputDataError
-from ..stage import DROP_REASON, DROP_RULE, DROP_STAGE, DUPLICATE_OF, POS
+from ..rows import DROP_REASON, DROP_RULE, DROP_STAGE, DUPLICATE_OF, POS
 
 #: suffixes a folder given in input.paths is searched for (globs match any file)
 AUDIO_SUFFIXES = (".wav", ".mp3", ".ogg", ".oga", ".opus", ".webm", ".m4a", ".mp4", ".flac", ".aac")

@@ -12,10 +12,8 @@ import xxhash
 
 from ..config import InputConfig
 from ..errors import InputDataError
-from ..stage import DROP_COLUMNS, DROP_REASON, DROP_RULE, DROP_STAGE, DUPLICATE_OF, POS
-
-from .shared import POS_SHIFT, ReadTask, Batcher, display_path, open_input, one_line
-
+from ..rows import DROP_COLUMNS, DROP_REASON, DROP_RULE, DROP_STAGE, DUPLICATE_OF, POS
+from .shared import POS_SHIFT, Batcher, ReadTask, display_path, one_line, open_input
 
 BAD_TEXT_HINT = (
     "the text column must hold strings, as in JSONL inputs (where a number is rejected too): convert the column, "

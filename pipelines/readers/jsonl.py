@@ -14,9 +14,8 @@ import xxhash
 
 from ..config import InputConfig
 from ..errors import InputDataError
-from ..stage import DROP_COLUMNS, POS
-
-from .shared import POS_SHIFT, ReadTask, Batcher, display_path, open_input
+from ..rows import DROP_COLUMNS, POS
+from .shared import POS_SHIFT, Batcher, ReadTask, display_path, open_input
 
 
 def _line_number(path: str, offset: int, cfg: InputConfig) -> int:

@@ -13,8 +13,7 @@ import pyarrow as pa
 import xxhash
 
 from ..config import InputConfig
-from ..stage import DROP_REASON, DROP_RULE, DROP_STAGE, DUPLICATE_OF, POS
-
+from ..rows import DROP_REASON, DROP_RULE, DROP_STAGE, DUPLICATE_OF, POS
 
 POS_SHIFT = 40
 

@@ -15,7 +15,8 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from .._textops import hash_column
-from ..stage import DROP_RESULT_SCHEMA, POS, GlobalStage, Params
+from ..rows import POS
+from ..stage import DROP_RESULT_SCHEMA, GlobalStage, Params
 
 
 class ExactDedupParams(Params):

@@ -12,9 +12,8 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field
-
 from curate.pipelines.stage import DropRow, Expand, Filter, Params, Resources, Stage
+from pydantic import Field
 
 
 class SplitParams(Params):
