@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -15,7 +16,7 @@ from rich.table import Table
 
 from curate._version import __version__
 
-from .errors import CurateError
+from .errors import ConfigError, CurateError
 
 EXIT_CODES = """\b
 Exit codes:
@@ -215,7 +216,10 @@ def validate(pipeline_file: str) -> None:
     from .runner import validate_plan
 
     try:
-        pipeline = load_pipeline(pipeline_file)
+        try:
+            pipeline = load_pipeline(pipeline_file)
+        except ConfigError as exc:
+            raise _with_expectation_columns(pipeline_file, exc) from None
         files, columns = validate_plan(pipeline)
     except CurateError as exc:
         fail(exc)
@@ -227,6 +231,31 @@ def validate(pipeline_file: str) -> None:
     if pipeline.expectations:
         out_console.print(f"  expectations: {len(pipeline.expectations)} (checked before publishing)", highlight=False)
     out_console.print(f"  -> {pipeline.config.output.dataset}", highlight=False)
+
+
+def _with_expectation_columns(pipeline_file: str, exc: ConfigError) -> ConfigError:
+    """When only the ``expectations:`` of a pipeline file are wrong (a bad kwarg), the columns they
+    name are checked too, against the output the rest of the file makes: every problem at once."""
+    import dataclasses
+
+    from .config import parse_pipeline
+    from .expectations.spec import parse_expectations
+    from .runner import validate_plan
+    from .yamlsource import load_yaml
+
+    try:
+        located = load_yaml(pipeline_file)
+        if not isinstance(located.data, dict) or not located.data.get("expectations"):
+            return exc
+        rest = dataclasses.replace(located, data={k: v for k, v in located.data.items() if k != "expectations"})
+        _, columns = validate_plan(parse_pipeline(rest))
+    except Exception:  # the rest of the file has problems too: they are in `exc` already
+        return exc
+    try:
+        parse_expectations(located.data["expectations"], located, Path(pipeline_file).resolve().parent, columns=(columns, "the output"))
+    except ConfigError as every:
+        return every
+    return exc
 
 
 @cli.command()

@@ -110,3 +110,18 @@ expectations:
     assert code == 2, err
     assert "stage 'exact_dedup' reads column 'body'" in err
     assert "column 'txt' is not in the output" in err and "did you mean 'text'?" in err
+
+
+def test_a_bad_expectation_kwarg_does_not_hide_an_unknown_expectation_column(tmp_path: Path) -> None:
+    pytest.importorskip("great_expectations")
+    code, err = validate(tmp_path, f"""input: {{format: jsonl, paths: [{tmp_path}/in.jsonl]}}
+stages:
+  - length_filter: {{min_chars: 1}}
+output: {{dataset: {tmp_path}/out}}
+expectations:
+  - expect_column_values_to_not_be_null: {{column: txt}}
+  - expect_column_mean_to_be_between: {{column: text, min_valu: 0}}
+""")
+    assert code == 2, err
+    assert "min_valu" in err and "did you mean 'min_value'" in err
+    assert "column 'txt' is not in the output" in err and "did you mean 'text'?" in err
