@@ -68,55 +68,67 @@ def read_parquet_task(task: ReadTask, cfg: InputConfig) -> Iterator[pa.Table]:
                 if cfg.on_error == "fail":
                     raise InputDataError(where, hint="re-fetch or rewrite the file, or set input.on_error: skip to keep the rows before the break and record it") from None
                 # on_error: skip: the rows before the break were yielded; the break is one dropped row
-                cols: dict[str, Any] = {"id": pa.array([f"{shown}:corrupt"], pa.string())}
-                if has_text:
-                    cols["text"] = pa.array([""], pa.string())
-                for k in keep:
-                    cols[k] = pa.nulls(1, pf.schema_arrow.field(k).type) if k in names else pa.nulls(1, pa.string())
-                cols[POS] = pa.array([base + row], pa.int64())
-                cols[DROP_STAGE] = pa.array(["read"], pa.string())
-                cols[DROP_RULE] = pa.array(["corrupt_file"], pa.string())
-                cols[DROP_REASON] = pa.array([where], pa.string())
-                cols[DUPLICATE_OF] = pa.nulls(1, pa.string())
-                yield pa.table(cols)
+                yield _corrupt_row(shown, where, base + row, has_text, keep, pf.schema_arrow)
                 break
-            n = rb.num_rows
-            text = None
-            if has_text:
-                col = rb.column(cfg.text_field)
-                if bad_text is None:
-                    text = col.cast(pa.string())
-                else:  # kept as it reads in the dropped-rows table, when it can be shown as text
-                    try:
-                        text = col.cast(pa.string())
-                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-                        text = pa.nulls(n, pa.string())
-            positions = pa.array(range(base + row, base + row + n), pa.int64())
-            if cfg.id_field in names and cfg.id_field != cfg.text_field:
-                ids = rb.column(cfg.id_field).cast(pa.string())
-            elif text is not None and bad_text is None:
-                ids = pa.array([xxhash.xxh3_128_hexdigest(t.encode()) if t is not None else None for t in text.to_pylist()], pa.string())
-            else:  # no text to hash: the row's place in the input names it
-                ids = pa.array([f"{shown}:{row + i}" for i in range(n)], pa.string())
-            cols = {"id": ids}
-            if text is not None:
-                cols["text"] = text
-            for k in keep:
-                cols[k] = rb.column(k) if k in names else pa.nulls(n, pa.string())
-            cols[POS] = positions
-            for c in DROP_COLUMNS:
-                cols[c] = pa.nulls(n, pa.string())
-            row += n
-            table = pa.table(cols)
-            if bad_text is not None:
-                import pyarrow.compute as pc
-
-                table = table.set_column(table.schema.get_field_index("text"), "text", pc.fill_null(table.column("text"), ""))
-                for c, v in ((DROP_STAGE, "read"), (DROP_RULE, "bad_text"), (DROP_REASON, f"{shown}: {bad_text}")):
-                    table = table.set_column(table.schema.get_field_index(c), c, pa.array([v] * n, pa.string()))
-            elif text is not None and text.null_count:
-                table = _drop_null_text(table, shown, cfg)
+            table = _parquet_rows(rb, cfg, shown, base, row, has_text, bad_text, keep, names)
+            row += rb.num_rows
             yield table
+
+
+def _corrupt_row(shown: str, where: str, pos: int, has_text: bool, keep: list[str], schema: pa.Schema) -> pa.Table:
+    """The one dropped row (rule ``corrupt_file``) that stands for where a Parquet file broke."""
+    cols: dict[str, Any] = {"id": pa.array([f"{shown}:corrupt"], pa.string())}
+    if has_text:
+        cols["text"] = pa.array([""], pa.string())
+    for k in keep:
+        cols[k] = pa.nulls(1, schema.field(k).type) if k in schema.names else pa.nulls(1, pa.string())
+    cols[POS] = pa.array([pos], pa.int64())
+    cols[DROP_STAGE] = pa.array(["read"], pa.string())
+    cols[DROP_RULE] = pa.array(["corrupt_file"], pa.string())
+    cols[DROP_REASON] = pa.array([where], pa.string())
+    cols[DUPLICATE_OF] = pa.nulls(1, pa.string())
+    return pa.table(cols)
+
+
+def _parquet_rows(rb: pa.RecordBatch, cfg: InputConfig, shown: str, base: int, row: int, has_text: bool, bad_text: str | None,
+                  keep: list[str], names: list[str]) -> pa.Table:
+    """One batch of a Parquet file as rows: id, text, kept columns, positions and drop marks (a
+    text column of the wrong type drops every row as ``bad_text``; a null text, as configured)."""
+    n = rb.num_rows
+    text = None
+    if has_text:
+        col = rb.column(cfg.text_field)
+        if bad_text is None:
+            text = col.cast(pa.string())
+        else:  # kept as it reads in the dropped-rows table, when it can be shown as text
+            try:
+                text = col.cast(pa.string())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                text = pa.nulls(n, pa.string())
+    if cfg.id_field in names and cfg.id_field != cfg.text_field:
+        ids = rb.column(cfg.id_field).cast(pa.string())
+    elif text is not None and bad_text is None:
+        ids = pa.array([xxhash.xxh3_128_hexdigest(t.encode()) if t is not None else None for t in text.to_pylist()], pa.string())
+    else:  # no text to hash: the row's place in the input names it
+        ids = pa.array([f"{shown}:{row + i}" for i in range(n)], pa.string())
+    cols: dict[str, Any] = {"id": ids}
+    if text is not None:
+        cols["text"] = text
+    for k in keep:
+        cols[k] = rb.column(k) if k in names else pa.nulls(n, pa.string())
+    cols[POS] = pa.array(range(base + row, base + row + n), pa.int64())
+    for c in DROP_COLUMNS:
+        cols[c] = pa.nulls(n, pa.string())
+    table = pa.table(cols)
+    if bad_text is not None:
+        import pyarrow.compute as pc
+
+        table = table.set_column(table.schema.get_field_index("text"), "text", pc.fill_null(table.column("text"), ""))
+        for c, v in ((DROP_STAGE, "read"), (DROP_RULE, "bad_text"), (DROP_REASON, f"{shown}: {bad_text}")):
+            table = table.set_column(table.schema.get_field_index(c), c, pa.array([v] * n, pa.string()))
+    elif text is not None and text.null_count:
+        table = _drop_null_text(table, shown, cfg)
+    return table
 
 
 def _drop_null_text(table: pa.Table, shown: str, cfg: InputConfig) -> pa.Table:
