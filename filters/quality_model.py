@@ -233,7 +233,6 @@ def train(
     sources: list[dict[str, Any]] | None = None,
 ) -> TrainResult:
     """Train on ``texts`` with boolean ``labels`` (True = keep), hold out ``holdout``, write MODEL and its card."""
-    fasttext = _fasttext.import_fasttext(training=True)
     hyper = hyper or Hyper()
     y = np.asarray(labels, dtype=bool)
     prepared = prepare_texts(texts)
@@ -250,42 +249,7 @@ def train(
         with open(train_file, "w", encoding="utf-8") as f:
             for i in order:
                 f.write(f"{POS if y[i] else NEG} {prepared[i]}\n")
-        # fasttext-numpy2-wheel's training is not bit-reproducible: now and then (about one run in
-        # three here, same data and seed) it stops with "Encountered NaN" or returns a model that
-        # fits its own training data badly. Such runs are retried and the best-fitting model of
-        # MAX_ATTEMPTS runs is kept; the card records the attempts and the training fit.
-        y_train = y[order]
-        best: tuple[float, Any] | None = None
-        attempts = 0
-        last_error: Exception | None = None
-        for attempts in range(1, MAX_ATTEMPTS + 1):
-            try:
-                candidate = fasttext.train_supervised(
-                    input=train_file,
-                    epoch=hyper.epoch,
-                    lr=hyper.lr,
-                    dim=hyper.dim,
-                    wordNgrams=hyper.word_ngrams,
-                    minCount=hyper.min_count,
-                    bucket=hyper.bucket if hyper.word_ngrams > 1 else 0,
-                    thread=hyper.threads,
-                    seed=hyper.seed,
-                    loss="softmax",
-                    verbose=0,
-                )
-                # a diverged run also shows up here: predict raises "Encountered NaN"
-                fit = float(((score(candidate, [prepared[i] for i in order], prepared=True) >= 0.5) == y_train).mean())
-            except RuntimeError as exc:
-                last_error = exc
-                continue
-            if best is None or fit > best[0]:
-                best = (fit, candidate)
-            if fit >= MIN_TRAIN_FIT:
-                break
-        if best is None:
-            raise ConfigError(f"fastText training failed {MAX_ATTEMPTS} times: {last_error}", hint="try a lower --lr")
-        assert best is not None
-        train_fit, model = best
+        model, train_fit, attempts = _fit(train_file, [prepared[i] for i in order], y[order], hyper)
         if hyper.quantize:
             model.quantize(input=train_file, qnorm=True, retrain=False, cutoff=hyper.cutoff, thread=hyper.threads)
         model.save_model(str(out_path))
@@ -295,10 +259,48 @@ def train(
     s_test = score(loaded, [prepared[i] for i in te], prepared=True) if len(te) else np.zeros(0)
     y_test = y[te] if len(te) else np.zeros(0, dtype=bool)
     metrics = evaluate(y_test, s_test) if len(te) else {}
-    quantiles = (
-        {f"q{int(q * 100):02d}": float(np.quantile(s_test, q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)} if len(te) else {}
-    )
-    card = {
+    card = _card(out_path, digest, seconds, hyper, attempts, train_fit, sources, y, len(tr), len(te), metrics, s_test)
+    card_path(out_path).write_text(json.dumps(card, indent=2) + "\n")
+    return TrainResult(str(out_path), digest, metrics, card, y_test, s_test)
+
+
+def _fit(train_file: str, train_texts: list[str], y_train: np.ndarray, hyper: Hyper) -> tuple[Any, float, int]:
+    """(model, its fit on the training data, attempts). fasttext-numpy2-wheel's training is not
+    bit-reproducible: now and then (about one run in three here, same data and seed) it stops
+    with "Encountered NaN" or returns a model that fits its own training data badly. Such runs
+    are retried and the best-fitting model of MAX_ATTEMPTS runs is kept; the card records the
+    attempts and the training fit."""
+    fasttext = _fasttext.import_fasttext(training=True)
+    best: tuple[float, Any] | None = None
+    attempts = 0
+    last_error: Exception | None = None
+    for attempts in range(1, MAX_ATTEMPTS + 1):
+        try:
+            candidate = fasttext.train_supervised(
+                input=train_file, epoch=hyper.epoch, lr=hyper.lr, dim=hyper.dim, wordNgrams=hyper.word_ngrams,
+                minCount=hyper.min_count, bucket=hyper.bucket if hyper.word_ngrams > 1 else 0, thread=hyper.threads,
+                seed=hyper.seed, loss="softmax", verbose=0,
+            )
+            # a diverged run also shows up here: predict raises "Encountered NaN"
+            fit = float(((score(candidate, train_texts, prepared=True) >= 0.5) == y_train).mean())
+        except RuntimeError as exc:
+            last_error = exc
+            continue
+        if best is None or fit > best[0]:
+            best = (fit, candidate)
+        if fit >= MIN_TRAIN_FIT:
+            break
+    if best is None:
+        raise ConfigError(f"fastText training failed {MAX_ATTEMPTS} times: {last_error}", hint="try a lower --lr")
+    return best[1], best[0], attempts
+
+
+def _card(out_path: Path, digest: str, seconds: float, hyper: Hyper, attempts: int, train_fit: float,
+          sources: list[dict[str, Any]] | None, y: np.ndarray, n_train: int, n_test: int, metrics: dict[str, Any],
+          s_test: np.ndarray) -> dict[str, Any]:
+    """The model card written beside the model: what it is, how it was trained, how it scores."""
+    quantiles = {f"q{int(q * 100):02d}": float(np.quantile(s_test, q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)} if n_test else {}
+    return {
         "format": "curate-quality-model/1",
         "model_file": out_path.name,
         "sha256": digest,
@@ -312,17 +314,11 @@ def train(
         "train_fit": round(train_fit, 4),
         "sources": sources or [],
         "documents": {
-            "total": int(len(y)),
-            "positive": int(y.sum()),
-            "negative": int((~y).sum()),
-            "train": int(len(tr)),
-            "heldout": int(len(te)),
+            "total": int(len(y)), "positive": int(y.sum()), "negative": int((~y).sum()), "train": int(n_train), "heldout": int(n_test),
         },
         "heldout_metrics": metrics,
         "heldout_score_quantiles": quantiles,
     }
-    card_path(out_path).write_text(json.dumps(card, indent=2) + "\n")
-    return TrainResult(str(out_path), digest, metrics, card, y_test, s_test)
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
