@@ -113,6 +113,35 @@ _source_help = (
 )
 
 
+def _training_data(data: tuple[str, ...], positive: tuple[str, ...], negative: tuple[str, ...], fmt: str, text_field: str,
+                   label_field: str, positive_label: str | None, max_docs: int | None) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+    """The documents, their labels (True: keep) and where they come from; both classes needed."""
+    texts: list[str] = []
+    labels: list[bool] = []
+    sources: list[dict[str, Any]] = []
+    for path in data:
+        t, raw = _read(path, fmt, text_field, label_field, "--data", max_docs)
+        if not t:
+            raise ConfigError(f"--data {path}: no documents")
+        y, pos_value = _label_bool(raw, positive_label, f"--data {path}", label_field)
+        texts += t
+        labels += y.tolist()
+        sources.append({"path": path, "kind": "labelled", "label_field": label_field, "positive_label": pos_value, "documents": len(t), "positive": int(y.sum())})
+    for kind, paths in (("positive", positive), ("negative", negative)):
+        for path in paths:
+            t, _ = _read(path, fmt, text_field, None, f"--{kind}", max_docs)
+            if not t:
+                raise ConfigError(f"--{kind} {path}: no documents")
+            texts += t
+            labels += [kind == "positive"] * len(t)
+            sources.append({"path": path, "kind": kind, "documents": len(t)})
+    y_all = np.array(labels, dtype=bool)
+    if y_all.all() or not y_all.any():
+        which = "negative" if y_all.all() else "positive"
+        raise ConfigError(f"the training data has no {which} documents: both classes are needed")
+    return texts, y_all, sources
+
+
 @quality.command()
 @click.option("--data", "data", multiple=True, metavar="PATH", help=_source_help + " Rows carry a label (--label-field).")
 @click.option("--label-field", default="label", show_default=True, help="Key/column of --data holding the label.")
@@ -192,29 +221,7 @@ def train(
     if bool(positive) != bool(negative) and not data:
         raise click.UsageError("--positive and --negative go together (or add --data with both labels)")
     try:
-        texts: list[str] = []
-        labels: list[bool] = []
-        sources: list[dict[str, Any]] = []
-        for path in data:
-            t, raw = _read(path, fmt, text_field, label_field, "--data", max_docs)
-            if not t:
-                raise ConfigError(f"--data {path}: no documents")
-            y, pos_value = _label_bool(raw, positive_label, f"--data {path}", label_field)
-            texts += t
-            labels += y.tolist()
-            sources.append({"path": path, "kind": "labelled", "label_field": label_field, "positive_label": pos_value, "documents": len(t), "positive": int(y.sum())})
-        for kind, paths in (("positive", positive), ("negative", negative)):
-            for path in paths:
-                t, _ = _read(path, fmt, text_field, None, f"--{kind}", max_docs)
-                if not t:
-                    raise ConfigError(f"--{kind} {path}: no documents")
-                texts += t
-                labels += [kind == "positive"] * len(t)
-                sources.append({"path": path, "kind": kind, "documents": len(t)})
-        y_all = np.array(labels, dtype=bool)
-        if y_all.all() or not y_all.any():
-            which = "negative" if y_all.all() else "positive"
-            raise ConfigError(f"the training data has no {which} documents: both classes are needed")
+        texts, y_all, sources = _training_data(data, positive, negative, fmt, text_field, label_field, positive_label, max_docs)
         hyper = Hyper(epoch=epoch, lr=lr, dim=dim, word_ngrams=word_ngrams, min_count=min_count, bucket=bucket, threads=threads, seed=seed, quantize=quantize, cutoff=cutoff)
         result = train_model(texts, y_all, output, holdout=holdout, hyper=hyper, sources=sources)
     except CurateError as exc:
