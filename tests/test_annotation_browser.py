@@ -195,3 +195,75 @@ def test_sign_in_record_play_back_submit_and_upload_a_file(tmp_path: Path) -> No
     assert "printing" in heard_recorded and ("sense" in heard_recorded or "present" in heard_recorded), heard_recorded
     assert "chinese" in heard_file and "impressions" in heard_file and "wood" in heard_file, heard_file
 
+
+
+IDB_CLIP_JS = """() => new Promise((resolve) => {
+  const open = indexedDB.open("curate-annotate", 1);
+  open.onupgradeneeded = () => open.result.createObjectStore("unsent");
+  open.onsuccess = () => {
+    const req = open.result.transaction("unsent").objectStore("unsent").get("clip");
+    req.onsuccess = () => resolve(req.result ? req.result.blob.size : null);
+  };
+})"""
+
+
+def test_a_recording_survives_a_failed_upload_and_a_reload(tmp_path: Path) -> None:
+    """The network fails during Submit (the browser's requests to /api/clips aborted): the page
+    retries, then says the recording is kept and shows Retry; a reload offers it again; a 429 with
+    Retry-After is waited out; the clip the server finally stores is the one recorded, once, and
+    the browser forgets it only then."""
+    import httpx
+    from annotation_fixtures import annotation_app
+
+    spoken = dict((p.stem, p) for p, _ in lj_clips())["LJ001-0001"]
+    with annotation_app(tmp_path / "app", images=2) as app, chromium(spoken) as browser:
+        token = app.add_annotator("alice")
+        page = browser.new_page()
+        page.set_default_timeout(30_000)
+        page.add_init_script(WATCH_UPLOADS_JS)
+        page.goto(app.base_url + "/")
+        page.fill("#token", token)
+        page.click("#signin")
+        page.wait_for_selector("#work:not([hidden])")
+        page.click("#record")
+        page.wait_for_timeout(3000)
+        page.click("#stop")
+        page.wait_for_selector("#submit:not([disabled])")
+        size = page.evaluate(IDB_CLIP_JS)
+        assert size and size > 1000, size  # kept in the browser from the moment it stopped
+
+        page.route("**/api/clips", lambda route: route.abort())  # the network is down
+        page.click("#submit")
+        page.wait_for_selector("#retry:not([hidden])")
+        text = page.inner_text("#status")
+        assert "Not saved: the server could not be reached" in text and "kept in this browser" in text, text
+        assert not page.is_disabled("#submit")
+        assert len(page.evaluate("window.__sentFiles")) == 4  # the first try and three more
+
+        page.reload()  # the page is gone and back: the recording is offered again
+        page.wait_for_selector("#work:not([hidden])")
+        page.wait_for_function("document.getElementById('status').textContent.includes('not sent yet')")
+        assert not page.is_disabled("#submit") and page.evaluate(IDB_CLIP_JS) == size
+
+        page.unroute("**/api/clips")
+        busy: list[int] = []
+
+        def busy_once(route) -> None:  # the server is busy once, then answers
+            if not busy:
+                busy.append(1)
+                route.fulfill(status=429, headers={"Retry-After": "1", "Content-Type": "application/json"},
+                              body='{"detail": "too many uploads at once"}')
+            else:
+                route.continue_()
+
+        page.route("**/api/clips", busy_once)
+        page.click("#submit")
+        page.wait_for_function("document.getElementById('progress').textContent === '1 of 2 done'")
+        assert "Saved clip" in page.inner_text("#status") and busy == [1]
+        assert page.evaluate(IDB_CLIP_JS) is None  # acknowledged: forgotten
+        assert page.get_attribute("#retry", "hidden") is not None
+
+        listed = httpx.get(app.base_url + "/api/clips", headers=app.headers(token), timeout=30).json()["clips"]
+        sent = page.evaluate("window.__sentFiles")
+        assert len(listed) == 1 and set(sent) == {listed[0]["sha256"]}, (listed, sent)  # the same bytes every time
+        assert 2.0 <= listed[0]["duration_s"] <= 6.0

@@ -1,14 +1,40 @@
 // The annotation page: sign in with a token (kept in sessionStorage, sent as a Bearer header),
 // show the next image, record (MediaRecorder) or pick a file, play it back, submit.
+//
+// A recording is never lost: from the moment it stops (or a file is chosen) until the server
+// acknowledges it (201/200 with its SHA-256) it is kept in the browser (IndexedDB). An upload that
+// fails (no network, the server down, 429/5xx) is retried with backoff (429: after its
+// Retry-After), then a Retry button stays; a reload of the page offers the unsent recording again.
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
   const KEY = "curate-annotate-token";
+  const RETRIES = 3;      // automatic tries after the first, 1 s, 2 s, 4 s apart (429: Retry-After)
   let current = null;     // {id, url, ...} from /api/next
   let clip = null;        // Blob or File to submit
   let clipName = null;
+  let clipImage = null;   // the image the clip describes (a restored clip keeps its own)
   let recorder = null;
   let ticking = null;
+
+  // ---- the unsent clip, kept in IndexedDB until the server has it --------------------------
+  function kept(mode, action) {
+    return new Promise((resolve) => {
+      if (!window.indexedDB) { resolve(null); return; }
+      const open = indexedDB.open("curate-annotate", 1);
+      open.onupgradeneeded = () => open.result.createObjectStore("unsent");
+      open.onerror = () => resolve(null);
+      open.onsuccess = () => {
+        const tx = open.result.transaction("unsent", mode);
+        const req = action(tx.objectStore("unsent"));
+        tx.oncomplete = () => { open.result.close(); resolve(req && req.result !== undefined ? req.result : null); };
+        tx.onerror = () => { open.result.close(); resolve(null); };
+      };
+    });
+  }
+  const keepClip = (entry) => kept("readwrite", (st) => st.put(entry, "clip"));
+  const keptClip = () => kept("readonly", (st) => st.get("clip"));
+  const forgetClip = () => kept("readwrite", (st) => st.delete("clip"));
 
   function status(text, kind) {
     $("status").textContent = text;
@@ -35,17 +61,27 @@
   }
 
   function resetClip() {
-    clip = null; clipName = null;
+    clip = null; clipName = null; clipImage = null;
     $("playback").removeAttribute("src");
     $("playback").load();
     $("submit").disabled = true;
+    $("retry").hidden = true;
     $("file").value = "";
+    $("timer").textContent = "0:00";
   }
 
-  function setClip(blob, name) {
-    clip = blob; clipName = name;
+  function setClip(blob, name, imageId) {
+    clip = blob; clipName = name; clipImage = imageId;
     $("playback").src = URL.createObjectURL(blob);
     $("submit").disabled = false;
+    keepClip({ blob: blob, name: name, imageId: imageId, keptAt: Date.now() });
+  }
+
+  async function restoreUnsent() {
+    const entry = await keptClip();
+    if (!entry || !entry.blob) return;
+    setClip(entry.blob, entry.name, entry.imageId);
+    status("A recording you made was not sent yet: it is restored. Play it back, then submit it.", "ok");
   }
 
   async function loadNext() {
@@ -61,16 +97,18 @@
       return;
     }
     current = r.body;
+    $("record").textContent = "\u25CF Record";
     $("done").hidden = true;
     $("work").hidden = false;
     $("image").src = current.url;
     $("image").dataset.imageId = current.id;
   }
 
-  function signedIn() {
+  async function signedIn() {
     $("signin-form").hidden = true;
     $("signout").hidden = false;
-    loadNext();
+    await loadNext();
+    await restoreUnsent();
   }
 
   function signOut(message) {
@@ -114,7 +152,7 @@
       stream.getTracks().forEach((t) => t.stop());
       const type = recorder.mimeType || mime || "audio/webm";
       const ext = type.indexOf("ogg") >= 0 ? "ogg" : type.indexOf("mp4") >= 0 ? "m4a" : "webm";
-      setClip(new Blob(chunks, { type: type }), "recording." + ext);
+      setClip(new Blob(chunks, { type: type }), "recording." + ext, current ? current.id : null);
       status("Recorded. Play it back, then submit or record again.", "ok");
     };
     recorder.start(1000);
@@ -141,28 +179,57 @@
 
   $("file").addEventListener("change", () => {
     const f = $("file").files[0];
-    if (f) { setClip(f, f.name); status("File chosen. Play it back, then submit.", "ok"); }
+    if (f) { setClip(f, f.name, current ? current.id : null); status("File chosen. Play it back, then submit.", "ok"); }
   });
 
-  $("submit").addEventListener("click", async () => {
-    if (!clip || !current) return;
-    $("submit").disabled = true;
-    status("Uploading...", "");
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  // one try: {ok, final, wait, msg}; a network failure or 429/5xx may succeed on another try
+  async function sendOnce() {
     const form = new FormData();
-    form.append("image_id", current.id);
+    form.append("image_id", clipImage || current.id);
     form.append("file", clip, clipName || "recording");
-    const r = await api("/api/clips", { method: "POST", body: form });
-    if (r.status === 201 || r.status === 200) {
-      status("Saved clip " + r.body.id + " (" + r.body.duration_s.toFixed(1) + " s).", "ok");
-      $("record").textContent = "\u25CF Record";
-      await loadNext();
-    } else if (r.status !== 401) {
-      let msg = "Not saved: " + detail(r.body);
-      if (r.status === 429) msg += " (retry after " + r.headers.get("Retry-After") + " s)";
-      status(msg, "error");
-      $("submit").disabled = false;
+    let r;
+    try {
+      r = await api("/api/clips", { method: "POST", body: form });
+    } catch (e) {
+      return { ok: false, final: false, wait: 0, msg: "the server could not be reached (" + e.message + ")" };
     }
-  });
+    if ((r.status === 201 || r.status === 200) && r.body && r.body.sha256) return { ok: true, body: r.body };
+    if (r.status === 401) return { ok: false, final: true, msg: "" };
+    const retryAfter = parseFloat(r.headers.get("Retry-After") || "");
+    const transient = r.status === 429 || r.status >= 500;
+    return { ok: false, final: !transient, wait: isNaN(retryAfter) ? 0 : retryAfter * 1000,
+             msg: detail(r.body) + (r.status === 429 ? " (busy)" : "") };
+  }
+
+  async function send() {
+    if (!clip || (!current && !clipImage)) return;
+    $("submit").disabled = true;
+    $("retry").hidden = true;
+    let result = null;
+    for (let attempt = 0; attempt <= RETRIES; attempt++) {
+      status(attempt ? "Uploading again (try " + (attempt + 1) + ")..." : "Uploading...", "");
+      result = await sendOnce();
+      if (result.ok || result.final) break;
+      if (attempt < RETRIES) await sleep(Math.max(result.wait, 1000 * Math.pow(2, attempt)));
+    }
+    if (result.ok) {
+      await forgetClip();
+      status("Saved clip " + result.body.id + " (" + result.body.duration_s.toFixed(1) + " s).", "ok");
+      await loadNext();
+      return;
+    }
+    if (result.msg) {
+      status("Not saved: " + result.msg + ". Your recording is kept in this browser: press Retry" +
+             (result.final ? " after fixing it, or record again." : " when the connection is back (a reload keeps it too)."), "error");
+    }
+    $("submit").disabled = false;
+    $("retry").hidden = false;
+  }
+
+  $("submit").addEventListener("click", send);
+  $("retry").addEventListener("click", send);
 
   if (sessionStorage.getItem(KEY)) signedIn();
 })();
