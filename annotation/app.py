@@ -31,7 +31,8 @@ def _page(settings: Settings) -> str:
     env = jinja2.Environment(loader=jinja2.PackageLoader("curate.annotation", "templates"), autoescape=True)
     return env.get_template("annotate.html").render(
         questions=QUESTIONS, max_upload_mb=settings.max_upload_mb, min_seconds=settings.min_seconds,
-        max_seconds=settings.max_seconds,
+        max_seconds=settings.max_seconds, target_min=settings.target_seconds[0], target_max=settings.target_seconds[1],
+        min_recording=settings.min_recording_seconds,
     )
 
 

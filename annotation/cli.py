@@ -13,8 +13,10 @@ import click
 from .settings import (
     DEFAULT_MAX_SECONDS,
     DEFAULT_MAX_UPLOAD_MB,
+    DEFAULT_MIN_RECORDING_SECONDS,
     DEFAULT_MIN_SECONDS,
     DEFAULT_RATE_LIMIT,
+    DEFAULT_TARGET_SECONDS,
     Settings,
     default_dataset,
     default_db_url,
@@ -85,6 +87,10 @@ def annotate() -> None:
               help="Shortest clip accepted (decoded duration).")
 @click.option("--max-seconds", default=DEFAULT_MAX_SECONDS, show_default=True, type=float,
               help="Longest clip accepted (decoded duration).")
+@click.option("--target-seconds", nargs=2, type=float, default=DEFAULT_TARGET_SECONDS, show_default=True, metavar="MIN MAX",
+              help="What the page aims a recording at (its timer and meter show the way there).")
+@click.option("--min-recording-seconds", default=DEFAULT_MIN_RECORDING_SECONDS, show_default=True, type=float,
+              help="A microphone recording shorter than this asks 'submit anyway?' before it is sent.")
 @click.option("--rate-limit", default=DEFAULT_RATE_LIMIT, show_default=True, metavar="N/PERIOD",
               help="Uploads per annotator token: N/s, N/min or N/hour; 0 for no limit (429 with Retry-After past it).")
 @click.option("--export-every", default=0.0, show_default=True, type=float, metavar="SECONDS",
@@ -93,8 +99,8 @@ def annotate() -> None:
               help="Where uploads are received before they are checked (default: ./annotation-data/spool).")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def serve(host: str, port: int, db_url: str | None, store_url: str | None, dataset: str | None, max_upload_mb: float,
-          min_seconds: float, max_seconds: float, rate_limit: str, export_every: float, spool_dir: str | None,
-          log_level: str) -> None:
+          min_seconds: float, max_seconds: float, target_seconds: tuple[float, float], min_recording_seconds: float,
+          rate_limit: str, export_every: float, spool_dir: str | None, log_level: str) -> None:
     """Run the annotation web app (page at /, JSON API under /api, OpenAPI at /openapi.json).
 
     An upload is answered 201 only once its audio is stored durably (fsynced, renamed into the
@@ -103,7 +109,8 @@ def serve(host: str, port: int, db_url: str | None, store_url: str | None, datas
     """
     s = Settings(db_url=db_url or default_db_url(), store_url=store_url or default_store_url(),
                  dataset=dataset or default_dataset(), max_upload_mb=max_upload_mb, min_seconds=min_seconds,
-                 max_seconds=max_seconds, rate_limit=rate_limit, export_every=export_every)
+                 max_seconds=max_seconds, rate_limit=rate_limit, export_every=export_every,
+                 target_seconds=(float(target_seconds[0]), float(target_seconds[1])), min_recording_seconds=min_recording_seconds)
     if spool_dir:
         s.spool_dir = spool_dir
     try:

@@ -17,6 +17,10 @@ DATA_DIR = "annotation-data"
 DEFAULT_MAX_UPLOAD_MB = 50.0
 DEFAULT_MIN_SECONDS = 1.0
 DEFAULT_MAX_SECONDS = 300.0
+#: what the page aims an annotator at (PixMo: 60-90 s of speech about an image), and the length
+#: under which a microphone recording asks "submit anyway?"
+DEFAULT_TARGET_SECONDS = (60.0, 90.0)
+DEFAULT_MIN_RECORDING_SECONDS = 30.0
 DEFAULT_RATE_LIMIT = "30/min"
 _PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "min": 60.0, "minute": 60.0, "h": 3600.0, "hour": 3600.0}
 
@@ -63,6 +67,8 @@ class Settings:
     rate_limit: str = DEFAULT_RATE_LIMIT  # uploads per token: N/s, N/min, N/hour; "0" for none
     export_every: float = 0.0  # seconds between exports to `dataset` by the server; 0: only `curate annotate export`
     image_url_ttl_s: int = 3600  # lifetime of the signed image URLs /api/next hands out
+    target_seconds: tuple[float, float] = DEFAULT_TARGET_SECONDS  # the page's 60-90 s target
+    min_recording_seconds: float = DEFAULT_MIN_RECORDING_SECONDS  # shorter recordings ask "submit anyway?"
 
     @property
     def max_upload_bytes(self) -> int:
@@ -74,6 +80,11 @@ class Settings:
             raise ValueError(f"max_upload_mb must be > 0 (got {self.max_upload_mb})")
         if self.min_seconds < 0 or self.max_seconds <= self.min_seconds:
             raise ValueError(f"need 0 <= min_seconds < max_seconds (got {self.min_seconds} and {self.max_seconds})")
+        lo, hi = self.target_seconds
+        if not 0 < lo <= hi:
+            raise ValueError(f"target_seconds must be 0 < min <= max (got {lo} and {hi})")
+        if self.min_recording_seconds < 0:
+            raise ValueError(f"min_recording_seconds must be >= 0 (got {self.min_recording_seconds})")
         if self.export_every < 0:
             raise ValueError(f"export_every must be >= 0 seconds (got {self.export_every})")
         parse_rate(self.rate_limit)

@@ -155,11 +155,15 @@ def test_sign_in_record_play_back_submit_and_upload_a_file(tmp_path: Path) -> No
         page.wait_for_timeout(4000)
         page.click("#stop")
         page.wait_for_selector("#submit:not([disabled])")
+        page.wait_for_function("document.getElementById('length').textContent.startsWith('length 0:0')")  # decoded: WebM declares none
+        asked: list[str] = []
+        page.once("dialog", lambda d: (asked.append(d.message), d.accept()))  # 4 s is short of the 30 s asked for
         played = page.evaluate(PLAY_JS)
         assert played["src"].startswith("blob:") and played["error"] is None and played["time"] > 0.2, played
         page.click("#submit")
         page.wait_for_function("document.getElementById('progress').textContent === '1 of 2 done'")
         assert "Saved clip" in page.inner_text("#status")
+        assert len(asked) == 1 and "only 4 s long" in asked[0] and "Submit it anyway?" in asked[0], asked
         second_image = page.get_attribute("#image", "data-image-id")
         assert second_image and second_image != first_image
 
@@ -231,6 +235,7 @@ def test_a_recording_survives_a_failed_upload_and_a_reload(tmp_path: Path) -> No
         page.wait_for_selector("#submit:not([disabled])")
         size = page.evaluate(IDB_CLIP_JS)
         assert size and size > 1000, size  # kept in the browser from the moment it stopped
+        page.on("dialog", lambda d: d.accept())  # a 3 s recording: "submit anyway?" -> yes
 
         page.route("**/api/clips", lambda route: route.abort())  # the network is down
         page.click("#submit")

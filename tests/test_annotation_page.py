@@ -59,3 +59,51 @@ def test_sign_in_states_re_record_and_a_refused_upload(tmp_path: Path) -> None:
         page.click("#signout")
         assert page.is_visible("#token") and not page.is_visible("#work")
         assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_level_meter_target_timer_keys_zoom_length_and_a_phone_layout(tmp_path: Path) -> None:
+    """What helps an annotator talk long enough, well: the input level moves with the (fake)
+    microphone, the timer goes from too short to the target and past it (a 2-3 s target here, set
+    on the server), R records and stops, Enter submits, the decoded length is shown, small images
+    fill the column and zoom on click or Z, and on a 390 px phone Record and Submit are on screen."""
+    clip = lj_clips()[0][0]
+    args = ("--target-seconds", "2", "3", "--min-recording-seconds", "1")
+    with annotation_app(tmp_path / "app", images=2, extra_serve_args=args) as app, chromium(fake_audio=clip) as browser:
+        token = app.add_annotator("kim")
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(30_000)
+        page.goto(app.base_url + "/")
+        page.fill("#token", token)
+        page.click("#signin")
+        page.wait_for_function("document.getElementById('image').complete && document.getElementById('image').naturalWidth > 0")
+        assert "small" in (page.get_attribute("#image", "class") or "")  # 160 px wide: scaled up, pixelated
+        assert page.locator("#image").bounding_box()["width"] > 400
+        page.click("#image")
+        assert "zoomed" in (page.get_attribute("#figure", "class") or "")
+        page.keyboard.press("z")
+        assert "zoomed" not in (page.get_attribute("#figure", "class") or "")
+
+        page.keyboard.press("r")  # record
+        page.wait_for_function("document.getElementById('level').value > 0.05")  # the fake microphone is heard
+        seen = []
+        for _ in range(18):  # 4.5 s: the timer's class as it goes
+            seen.append(page.evaluate("document.getElementById('timer').className"))
+            page.wait_for_timeout(250)
+        page.keyboard.press("r")  # stop
+        order = [c for i, c in enumerate(seen) if c and (i == 0 or c != seen[i - 1])]
+        assert order == ["short", "under", "target", "over"], seen
+        page.wait_for_selector("#submit:not([disabled])")
+        page.wait_for_function("document.getElementById('length').dataset.seconds > 3.5")
+        assert page.inner_text("#length").startswith("length 0:0")
+        assert page.evaluate("document.getElementById('level').value") == 0  # not listening any more
+
+        page.keyboard.press("Enter")  # submit (4.5 s is past the 1 s minimum: no question)
+        page.wait_for_function("document.getElementById('progress').textContent === '1 of 2 done'")
+        assert page.inner_text("#timer") == "0:00"  # the timer starts over for the next image
+
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone
+        page.reload()
+        page.wait_for_function("document.getElementById('image').complete && document.getElementById('image').naturalWidth > 0")
+        for control in ("#record", "#submit"):
+            box = page.locator(control).bounding_box()
+            assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= 844, (control, box)

@@ -16,6 +16,10 @@
   let clipImage = null;   // the image the clip describes (a restored clip keeps its own)
   let recorder = null;
   let ticking = null;
+  let recordedSeconds = null;  // the length of a microphone recording (null: a chosen file)
+  let listening = null;        // the level meter's audio graph while recording
+  const work = () => $("work").dataset;
+  const clock = (s) => Math.floor(s / 60) + ":" + String(Math.floor(s) % 60).padStart(2, "0");
 
   // ---- the unsent clip, kept in IndexedDB until the server has it --------------------------
   function kept(mode, action) {
@@ -36,9 +40,13 @@
   const keptClip = () => kept("readonly", (st) => st.get("clip"));
   const forgetClip = () => kept("readwrite", (st) => st.delete("clip"));
 
+  // the status line sits under Submit while an image is shown, under the sign-in form otherwise
   function status(text, kind) {
-    $("status").textContent = text;
-    $("status").className = kind || "";
+    const st = $("status");
+    const home = $("work").hidden ? $("signin-form") : $("submit").parentNode;
+    if (st.previousElementSibling !== home) home.after(st);
+    st.textContent = text;
+    st.className = kind || "";
   }
 
   async function api(path, options) {
@@ -61,26 +69,74 @@
   }
 
   function resetClip() {
-    clip = null; clipName = null; clipImage = null;
+    clip = null; clipName = null; clipImage = null; recordedSeconds = null;
     $("playback").removeAttribute("src");
     $("playback").load();
     $("submit").disabled = true;
     $("retry").hidden = true;
     $("file").value = "";
-    $("timer").textContent = "0:00";
+    $("length").textContent = "";
+    showTime(0);
   }
 
-  function setClip(blob, name, imageId) {
-    clip = blob; clipName = name; clipImage = imageId;
+  function setClip(blob, name, imageId, seconds) {
+    clip = blob; clipName = name; clipImage = imageId; recordedSeconds = seconds === undefined ? null : seconds;
     $("playback").src = URL.createObjectURL(blob);
     $("submit").disabled = false;
-    keepClip({ blob: blob, name: name, imageId: imageId, keptAt: Date.now() });
+    keepClip({ blob: blob, name: name, imageId: imageId, seconds: recordedSeconds, keptAt: Date.now() });
+    showLength(blob);
+  }
+
+  // the timer and the meter toward the target: red under the shortest recording asked for,
+  // amber under the target, green inside it, amber past it
+  function showTime(s) {
+    const d = work();
+    const lo = parseFloat(d.targetMin), hi = parseFloat(d.targetMax), least = parseFloat(d.minRecording);
+    $("timer").textContent = clock(s);
+    $("timer").className = s === 0 ? "" : s < least ? "short" : s < lo ? "under" : s <= hi ? "target" : "over";
+    $("target").value = Math.min(s, hi);
+  }
+
+  // a browser's WebM recording declares no duration (the player shows none): decode it instead
+  async function showLength(blob) {
+    try {
+      const ctx = new (window.AudioContext || window.webkitAudioContext)();
+      const audio = await ctx.decodeAudioData(await blob.arrayBuffer());
+      ctx.close();
+      $("length").textContent = "length " + clock(audio.duration);
+      $("length").dataset.seconds = audio.duration.toFixed(2);
+    } catch (e) {
+      $("length").textContent = "";
+    }
+  }
+
+  // the input level while recording, and a warning when the microphone stays silent
+  function listen(stream) {
+    const ctx = new (window.AudioContext || window.webkitAudioContext)();
+    const analyser = ctx.createAnalyser();
+    analyser.fftSize = 2048;
+    ctx.createMediaStreamSource(stream).connect(analyser);
+    const data = new Float32Array(analyser.fftSize);
+    const started = Date.now();
+    let loudest = 0;
+    const timer = setInterval(() => {
+      analyser.getFloatTimeDomainData(data);
+      let sum = 0;
+      for (let i = 0; i < data.length; i++) sum += data[i] * data[i];
+      const level = Math.min(1, Math.sqrt(sum / data.length) * 4);
+      loudest = Math.max(loudest, level);
+      $("level").value = level;
+      if (Date.now() - started > 3000 && loudest < 0.01 && !$("status").classList.contains("error")) {
+        status("No sound from the microphone: check that it is not muted and that the right one is chosen.", "error");
+      }
+    }, 100);
+    return { stop: () => { clearInterval(timer); ctx.close(); $("level").value = 0; } };
   }
 
   async function restoreUnsent() {
     const entry = await keptClip();
     if (!entry || !entry.blob) return;
-    setClip(entry.blob, entry.name, entry.imageId);
+    setClip(entry.blob, entry.name, entry.imageId, entry.seconds === null ? undefined : entry.seconds);
     status("A recording you made was not sent yet: it is restored. Play it back, then submit it.", "ok");
   }
 
@@ -100,6 +156,8 @@
     $("record").textContent = "\u25CF Record";
     $("done").hidden = true;
     $("work").hidden = false;
+    $("figure").classList.remove("zoomed");
+    $("image").classList.remove("small");
     $("image").src = current.url;
     $("image").dataset.imageId = current.id;
   }
@@ -148,20 +206,18 @@
     recorder = mime ? new MediaRecorder(stream, { mimeType: mime }) : new MediaRecorder(stream);
     const chunks = [];
     recorder.ondataavailable = (ev) => { if (ev.data && ev.data.size) chunks.push(ev.data); };
+    const started = Date.now();
+    listening = listen(stream);
     recorder.onstop = () => {
       stream.getTracks().forEach((t) => t.stop());
       const type = recorder.mimeType || mime || "audio/webm";
       const ext = type.indexOf("ogg") >= 0 ? "ogg" : type.indexOf("mp4") >= 0 ? "m4a" : "webm";
-      setClip(new Blob(chunks, { type: type }), "recording." + ext, current ? current.id : null);
+      setClip(new Blob(chunks, { type: type }), "recording." + ext, current ? current.id : null, (Date.now() - started) / 1000);
       status("Recorded. Play it back, then submit or record again.", "ok");
     };
     recorder.start(1000);
-    const started = Date.now();
-    $("timer").textContent = "0:00";
-    ticking = setInterval(() => {
-      const s = Math.floor((Date.now() - started) / 1000);
-      $("timer").textContent = Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
-    }, 250);
+    showTime(0);
+    ticking = setInterval(() => showTime((Date.now() - started) / 1000), 250);
     $("record").disabled = true;
     $("record").classList.add("on");
     $("stop").disabled = false;
@@ -170,6 +226,7 @@
 
   $("stop").addEventListener("click", () => {
     if (recorder && recorder.state !== "inactive") recorder.stop();
+    if (listening) { listening.stop(); listening = null; }
     clearInterval(ticking);
     $("record").disabled = false;
     $("record").classList.remove("on");
@@ -205,6 +262,13 @@
 
   async function send() {
     if (!clip || (!current && !clipImage)) return;
+    const least = parseFloat(work().minRecording);
+    if (recordedSeconds !== null && recordedSeconds < least &&
+        !window.confirm("This recording is only " + Math.round(recordedSeconds) + " s long; the aim is " +
+                        work().targetMin + "\u2013" + work().targetMax + " s. Submit it anyway?")) {
+      status("Not sent: record again, or submit it as it is.", "");
+      return;
+    }
     $("submit").disabled = true;
     $("retry").hidden = true;
     let result = null;
@@ -220,16 +284,49 @@
       await loadNext();
       return;
     }
-    if (result.msg) {
-      status("Not saved: " + result.msg + ". Your recording is kept in this browser: press Retry" +
-             (result.final ? " after fixing it, or record again." : " when the connection is back (a reload keeps it too)."), "error");
+    if (result.final) {  // refused for what it is (not audio, too long...): another try cannot help
+      if (result.msg) {
+        await forgetClip();
+        status("Not saved: " + result.msg + ". Record again or choose another file.", "error");
+      }
+      $("submit").disabled = false;
+      return;
     }
+    status("Not saved: " + result.msg + ". Your recording is kept in this browser: press Retry when the " +
+           "connection is back (a reload keeps it too).", "error");
     $("submit").disabled = false;
     $("retry").hidden = false;
   }
 
   $("submit").addEventListener("click", send);
   $("retry").addEventListener("click", send);
+
+  // small images are scaled up without blurring; a click (or Z) zooms in and out
+  $("image").addEventListener("load", () => {
+    $("image").classList.toggle("small", $("image").naturalWidth < 320);
+  });
+  const zoom = () => $("figure").classList.toggle("zoomed");
+  $("image").addEventListener("click", zoom);
+
+  // keys: R record / stop, Space play / pause, Enter submit, Z zoom (not while typing)
+  document.addEventListener("keydown", (ev) => {
+    if ($("work").hidden || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    const tag = (ev.target && ev.target.tagName) || "";
+    if (tag === "INPUT" || tag === "TEXTAREA" || (tag === "BUTTON" && (ev.key === " " || ev.key === "Enter"))) return;
+    if (ev.key === "r" || ev.key === "R") {
+      ev.preventDefault();
+      (recorder && recorder.state === "recording" ? $("stop") : $("record")).click();
+    } else if (ev.key === " ") {
+      ev.preventDefault();
+      const a = $("playback");
+      if (a.src) { if (a.paused) a.play(); else a.pause(); }
+    } else if (ev.key === "Enter") {
+      ev.preventDefault();
+      if (!$("submit").disabled) send();
+    } else if (ev.key === "z" || ev.key === "Z") {
+      zoom();
+    }
+  });
 
   if (sessionStorage.getItem(KEY)) signedIn();
 })();
