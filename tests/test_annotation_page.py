@@ -107,3 +107,26 @@ def test_level_meter_target_timer_keys_zoom_length_and_a_phone_layout(tmp_path: 
         for control in ("#record", "#submit"):
             box = page.locator(control).bounding_box()
             assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= 844, (control, box)
+
+
+def test_the_page_passes_axe_core_accessibility_rules(tmp_path: Path) -> None:
+    """axe-core (the rules browsers' accessibility audits use; bundled by axe-playwright-python) on
+    the sign-in page and the signed-in page with a recording ready: no violation."""
+    axe_sync = pytest.importorskip("axe_playwright_python.sync_playwright")
+    clip = lj_clips()[0][0]
+    with annotation_app(tmp_path / "app", images=1) as app, chromium(fake_audio=clip) as browser:
+        token = app.add_annotator("lee")
+        page = browser.new_page()
+        page.goto(app.base_url + "/")
+        axe = axe_sync.Axe()
+        before = axe.run(page)
+        assert before.violations_count == 0, before.generate_report()
+        page.fill("#token", token)
+        page.click("#signin")
+        page.wait_for_function("document.getElementById('image').complete && document.getElementById('image').naturalWidth > 0")
+        page.click("#record")
+        page.wait_for_timeout(1500)
+        page.click("#stop")
+        page.wait_for_selector("#submit:not([disabled])")
+        after = axe.run(page)
+        assert after.violations_count == 0, after.generate_report()
