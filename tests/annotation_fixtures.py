@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -110,6 +110,9 @@ class AnnotationApp:
     store: str
     folder: Path
     log: Path
+    #: take the server down / bring it back on the same address and data (set by annotation_app)
+    start: Callable[[], None] = lambda: None
+    stop: Callable[[], None] = lambda: None
 
     @property
     def env(self) -> dict[str, str]:
@@ -156,7 +159,9 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 def annotation_app(folder: Path, db_url: str | None = None, images: int = 3,
                    extra_serve_args: tuple[str, ...] = ()) -> Iterator[AnnotationApp]:
     """The app on 127.0.0.1 (a random port) with its store under ``folder``, metadata in SQLite
-    there (or at ``db_url``), ``images`` generated images imported with `import-images`."""
+    there (or at ``db_url``), ``images`` generated images imported with `import-images`. The
+    yielded app's ``stop()`` and ``start()`` take the server down and bring it back on the same
+    address with the same data (an outage)."""
     folder.mkdir(parents=True, exist_ok=True)
     db = db_url or f"sqlite:///{folder / 'annotations.db'}"
     store = str(folder / "store")
@@ -165,20 +170,30 @@ def annotation_app(folder: Path, db_url: str | None = None, images: int = 3,
     if images:
         app.admin("import-images", str(make_images(folder / "images", images)[0].parent))
     env = {**os.environ, "CURATE_TEST": "1", "CURATE_ANNOTATION_DATA": str(folder)}
-    with open(app.log, "wb") as log:
-        proc = subprocess.Popen([*curate_exe(), "annotate", "serve", "--host", "127.0.0.1", "--port", str(port),
-                                 "--db", db, "--store", store, *extra_serve_args],
-                                cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+    command = [*curate_exe(), "annotate", "serve", "--host", "127.0.0.1", "--port", str(port), "--db", db, "--store", store, *extra_serve_args]
+    running: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        with open(app.log, "ab") as log:
+            running.append(subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT))
+        _wait_ready(app.base_url, running[-1], app.log)
+
+    def stop() -> None:
+        while running:
+            proc = running.pop()
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    app.start, app.stop = start, stop
     try:
-        _wait_ready(app.base_url, proc, app.log)
+        start()
         yield app
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop()
 
 
 # ---- the browser -------------------------------------------------------------------------------

@@ -272,3 +272,40 @@ def test_a_recording_survives_a_failed_upload_and_a_reload(tmp_path: Path) -> No
         sent = page.evaluate("window.__sentFiles")
         assert len(listed) == 1 and set(sent) == {listed[0]["sha256"]}, (listed, sent)  # the same bytes every time
         assert 2.0 <= listed[0]["duration_s"] <= 6.0
+
+
+def test_the_server_down_during_submit_then_back_the_clip_is_stored_once(tmp_path: Path) -> None:
+    """`curate annotate serve` stopped while the annotator submits: the page retries, then shows
+    Retry with the recording kept; the server comes back (same address and data): Retry stores the
+    clip once, with the SHA-256 of the bytes the browser recorded."""
+    import httpx
+    from annotation_fixtures import annotation_app
+
+    spoken = dict((p.stem, p) for p, _ in lj_clips())["LJ001-0002"]
+    with annotation_app(tmp_path / "app", images=2) as app, chromium(spoken) as browser:
+        token = app.add_annotator("bo")
+        page = browser.new_page()
+        page.set_default_timeout(30_000)
+        page.add_init_script(WATCH_UPLOADS_JS)
+        page.on("dialog", lambda d: d.accept())  # a short recording: "submit anyway?" -> yes
+        page.goto(app.base_url + "/")
+        page.fill("#token", token)
+        page.click("#signin")
+        page.wait_for_selector("#work:not([hidden])")
+        page.click("#record")
+        page.wait_for_timeout(3000)
+        page.click("#stop")
+        page.wait_for_selector("#submit:not([disabled])")
+
+        app.stop()  # the server goes down
+        page.click("#submit")
+        page.wait_for_selector("#retry:not([hidden])")
+        assert "kept in this browser" in page.inner_text("#status")
+        page.screenshot(path=str(tmp_path / "retry.png"))
+
+        app.start()  # and comes back
+        page.click("#retry")
+        page.wait_for_function("document.getElementById('progress').textContent === '1 of 2 done'")
+        listed = httpx.get(app.base_url + "/api/clips", headers=app.headers(token), timeout=30).json()["clips"]
+        sent = page.evaluate("window.__sentFiles")
+        assert len(listed) == 1 and set(sent) == {listed[0]["sha256"]}, (listed, sent)

@@ -101,12 +101,39 @@ def test_level_meter_target_timer_keys_zoom_length_and_a_phone_layout(tmp_path: 
         page.wait_for_function("document.getElementById('progress').textContent === '1 of 2 done'")
         assert page.inner_text("#timer") == "0:00"  # the timer starts over for the next image
 
-        page.set_viewport_size({"width": 390, "height": 844})  # a phone
-        page.reload()
-        page.wait_for_function("document.getElementById('image').complete && document.getElementById('image').naturalWidth > 0")
-        for control in ("#record", "#submit"):
-            box = page.locator(control).bounding_box()
-            assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= 844, (control, box)
+        for width, height in ((1280, 800), (390, 844)):  # a laptop and a phone
+            page.set_viewport_size({"width": width, "height": height})
+            page.reload()
+            page.wait_for_function("document.getElementById('image').complete && document.getElementById('image').naturalWidth > 0")
+            for control in ("#record", "#stop", "#submit", "#status"):
+                box = page.locator(control).bounding_box()
+                assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= height, (width, control, box)
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width  # no sideways scrolling
+            page.screenshot(path=str(tmp_path / f"page-{width}.png"))
+
+
+def test_a_silent_microphone_is_flagged(tmp_path: Path) -> None:
+    """A muted microphone (chromium's fake device playing a silent WAV): the level meter stays
+    flat and the page says no sound is coming in, within the first seconds."""
+    import wave
+
+    silent = tmp_path / "silence.wav"
+    with wave.open(str(silent), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\0\0" * 16000 * 10)
+    with annotation_app(tmp_path / "app", images=1) as app, chromium(fake_audio=silent) as browser:
+        token = app.add_annotator("sam")
+        page = browser.new_page()
+        page.goto(app.base_url + "/")
+        page.fill("#token", token)
+        page.click("#signin")
+        page.wait_for_selector("#work:not([hidden])")
+        page.click("#record")
+        page.wait_for_function("document.getElementById('status').textContent.includes('No sound from the microphone')", timeout=15_000)
+        assert page.evaluate("document.getElementById('level').value") < 0.01
+        page.click("#stop")
 
 
 def test_the_page_passes_axe_core_accessibility_rules(tmp_path: Path) -> None:
