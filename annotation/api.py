@@ -61,6 +61,11 @@ def clip_json(svc: Services, clip: Any) -> dict[str, Any]:
     }
 
 
+#: the media type a clip's audio is served with, by its format
+AUDIO_TYPES = {"webm": "audio/webm", "ogg": "audio/ogg", "wav": "audio/wav", "mp3": "audio/mpeg", "m4a": "audio/mp4",
+               "flac": "audio/flac", "opus": "audio/ogg"}
+
+
 def image_url(svc: Services, sha256: str) -> str:
     expires = int(time.time()) + svc.settings.image_url_ttl_s
     return f"/images/{sha256}?expires={expires}&sig={sign(svc.secret, sha256, expires)}"
@@ -144,6 +149,26 @@ def make_router() -> Any:
         if clip is None:
             raise HTTPException(404, f"you have no clip {clip_id!r}")
         return clip_json(svc, clip)
+
+
+    @router.get("/api/clips/{clip_id}/audio", responses={200: {"content": {"audio/webm": {}, "audio/wav": {}}}})
+    def get_clip_audio(clip_id: str, ann: Any = Depends(annotator), svc: Services = Depends(services)) -> Response:
+        """The audio of one of your clips, as it was uploaded (the page's "My clips" plays it)."""
+        clip = svc.db.clip_of(ann.id, clip_id)
+        if clip is None or not svc.store.exists(clip.audio_sha256):
+            raise HTTPException(404, f"you have no clip {clip_id!r}")
+        media = AUDIO_TYPES.get(clip.audio_format, "application/octet-stream")
+        return Response(svc.store.read_bytes(clip.audio_sha256), media_type=media,
+                        headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"})
+
+
+    @router.get("/api/images/{image_id}")
+    def get_image_info(image_id: str, ann: Any = Depends(annotator), svc: Services = Depends(services)) -> dict[str, Any]:
+        """One image of your set (for recording it again): its id and a signed URL."""
+        img = svc.db.image(image_id)
+        if img is None or not svc.db.in_set(ann.set_name, img.id):
+            raise HTTPException(404, "no such image in your set")
+        return {"id": img.id, "sha256": img.sha256, "url": image_url(svc, img.sha256), "width": img.width, "height": img.height}
 
 
     @router.post("/api/clips", status_code=201, responses={200: {"description": "the same bytes for the same image again: the clip recorded first"}})

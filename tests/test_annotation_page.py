@@ -157,3 +157,45 @@ def test_the_page_passes_axe_core_accessibility_rules(tmp_path: Path) -> None:
         page.wait_for_selector("#submit:not([disabled])")
         after = axe.run(page)
         assert after.violations_count == 0, after.generate_report()
+
+
+def test_my_clips_play_back_and_the_last_image_recorded_again(tmp_path: Path) -> None:
+    """"My clips" lists the annotator's own clips (after the last image too); each plays (its audio
+    fetched with the token); the last image can be recorded again, which keeps both clips."""
+    import httpx
+
+    clip = lj_clips()[0][0]
+    with annotation_app(tmp_path / "app", images=1) as app, chromium(fake_audio=clip) as browser:
+        token = app.add_annotator("ida")
+        page = browser.new_page()
+        page.set_default_timeout(30_000)
+        page.on("dialog", lambda d: d.accept())
+        page.goto(app.base_url + "/")
+        page.fill("#token", token)
+        page.click("#signin")
+        page.wait_for_selector("#work:not([hidden])")
+        assert page.inner_text("#mine-count") == "0"
+        page.click("#record")
+        page.wait_for_timeout(2500)
+        page.click("#stop")
+        page.wait_for_selector("#submit:not([disabled])")
+        page.click("#submit")
+        page.wait_for_selector("#done:not([hidden])")  # the only image is done
+        page.wait_for_function("document.getElementById('mine-count').textContent === '1'")
+        page.click("#mine summary")
+        page.click(".play-mine")
+        page.wait_for_function("(() => { const a = document.getElementById('mine-player'); return a && a.currentTime > 0.3; })()")
+        page.click("#again")  # the last image, recorded again
+        page.wait_for_selector("#work:not([hidden])")
+        page.click("#record")
+        page.wait_for_timeout(2000)
+        page.click("#stop")
+        page.wait_for_selector("#submit:not([disabled])")
+        page.click("#submit")
+        page.wait_for_function("document.getElementById('mine-count').textContent === '2'")
+        listed = httpx.get(app.base_url + "/api/clips", headers=app.headers(token), timeout=30).json()["clips"]
+        assert len(listed) == 2 and listed[0]["image_id"] == listed[1]["image_id"] and listed[0]["sha256"] != listed[1]["sha256"]
+        other = app.add_annotator("joe")  # someone else's clip is not theirs to play
+        assert httpx.get(app.base_url + f"/api/clips/{listed[0]['id']}/audio", headers=app.headers(other), timeout=30).status_code == 404
+        audio = httpx.get(app.base_url + f"/api/clips/{listed[0]['id']}/audio", headers=app.headers(token), timeout=30)
+        assert audio.status_code == 200 and audio.headers["content-type"].startswith("audio/webm")

@@ -167,10 +167,67 @@
     $("signout").hidden = false;
     await loadNext();
     await restoreUnsent();
+    await showMine();
+  }
+
+  // "My clips": the annotator's own clips, each playable, and the last one can be recorded again
+  // (a new clip of the same image; the server keeps both)
+  async function showMine() {
+    const r = await api("/api/clips");
+    if (r.status !== 200) return;
+    const clips = r.body.clips;
+    $("mine").hidden = false;
+    $("mine-count").textContent = String(clips.length);
+    const list = $("mine-list");
+    list.textContent = "";
+    clips.forEach((c, i) => {
+      const li = document.createElement("li");
+      li.textContent = new Date(c.submitted_at).toLocaleString() + ", " + c.duration_s.toFixed(1) + " s ";
+      const play = document.createElement("button");
+      play.type = "button";
+      play.className = "play-mine";
+      play.textContent = "Play";
+      play.setAttribute("aria-label", "play clip " + (i + 1));
+      play.addEventListener("click", () => playMine(c.id, play));
+      li.appendChild(play);
+      if (i === clips.length - 1) {
+        const again = document.createElement("button");
+        again.type = "button";
+        again.id = "again";
+        again.textContent = "Record this image again";
+        again.addEventListener("click", () => recordAgain(c.image_id));
+        li.appendChild(again);
+      }
+      list.appendChild(li);
+    });
+  }
+
+  async function playMine(clipId, button) {
+    const res = await fetch("/api/clips/" + encodeURIComponent(clipId) + "/audio",
+                            { headers: { Authorization: "Bearer " + sessionStorage.getItem(KEY) } });
+    if (!res.ok) { status("Could not load that clip (" + res.status + ").", "error"); return; }
+    const audio = $("mine-player") || Object.assign(document.createElement("audio"), { id: "mine-player" });
+    audio.src = URL.createObjectURL(await res.blob());
+    button.after(audio);
+    audio.controls = true;
+    await audio.play().catch(() => {});
+  }
+
+  async function recordAgain(imageId) {
+    const r = await api("/api/images/" + encodeURIComponent(imageId));
+    if (r.status !== 200) { status("Could not load that image: " + detail(r.body), "error"); return; }
+    resetClip();
+    current = r.body;
+    $("done").hidden = true;
+    $("work").hidden = false;
+    $("image").src = current.url;
+    $("image").dataset.imageId = current.id;
+    status("Recording this image again: your new clip is kept besides the first one.", "ok");
   }
 
   function signOut(message) {
     sessionStorage.removeItem(KEY);
+    $("mine").hidden = true;
     $("signin-form").hidden = false;
     $("signout").hidden = true;
     $("work").hidden = true;
@@ -282,6 +339,7 @@
       await forgetClip();
       status("Saved clip " + result.body.id + " (" + result.body.duration_s.toFixed(1) + " s).", "ok");
       await loadNext();
+      await showMine();
       return;
     }
     if (result.final) {  // refused for what it is (not audio, too long...): another try cannot help
