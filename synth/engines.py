@@ -345,8 +345,8 @@ ENGINES: dict[str, type[Engine]] = {"llama_cpp": LlamaCppEngine, "openai": OpenA
 _NEEDS = {
     "llama_cpp": [("llama_cpp", "llama-cpp-python", "pip install 'curate[synth]' (compiles llama.cpp)")],
     "openai": [("httpx", "httpx", "pip install 'curate[synth]'")],
-    "vllm": [("vllm", "vllm", "pip install 'curate[vllm]' on a GPU machine")],
 }
+# (vllm is not looked for: it runs on GPU workers, whose environment the driver's need not match)
 
 
 def check_installed(cfg: Any, who: str) -> None:
