@@ -96,21 +96,10 @@ def _accept(svc: Services, ann: Any, image_id: str | None, path: str | None, siz
     return (201 if created else 200), clip_json(svc, clip)
 
 
-def make_router() -> Any:
-    """The API's routes (FastAPI is the ``annotation`` extra: imported here, not with the module)."""
-    from fastapi import APIRouter, Depends, HTTPException, Request, Response
-    from fastapi.concurrency import run_in_threadpool
-    from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
-
-    def services(request: Request) -> Services:
-        return request.app.state.services  # type: ignore[no-any-return]
-
-    def annotator(request: Request, svc: Services = Depends(services)) -> Any:
-        return authenticate(svc.db, request)
-
-    router = APIRouter()
-
-
+def _reading_routes(router: Any, annotator: Any, services: Any) -> None:
+    """The routes that read: progress, the next image, an image of the set, one's own clips and
+    their audio."""
+    from fastapi import Depends, HTTPException, Response
 
     @router.get("/api/progress")
     def get_progress(ann: Any = Depends(annotator), svc: Services = Depends(services)) -> dict[str, Any]:
@@ -170,6 +159,24 @@ def make_router() -> Any:
             raise HTTPException(404, "no such image in your set")
         return {"id": img.id, "sha256": img.sha256, "url": image_url(svc, img.sha256), "width": img.width, "height": img.height}
 
+
+def make_router() -> Any:
+    """The API's routes (FastAPI is the ``annotation`` extra: imported here, not with the module)."""
+    from fastapi import APIRouter, Depends, HTTPException, Request, Response
+    from fastapi.concurrency import run_in_threadpool
+    from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+
+    def services(request: Request) -> Services:
+        return request.app.state.services  # type: ignore[no-any-return]
+
+    def annotator(request: Request, svc: Services = Depends(services)) -> Any:
+        return authenticate(svc.db, request)
+
+    router = APIRouter()
+
+
+
+    _reading_routes(router, annotator, services)
 
     @router.post("/api/clips", status_code=201, responses={200: {"description": "the same bytes for the same image again: the clip recorded first"}})
     async def post_clip(request: Request, ann: Any = Depends(annotator), svc: Services = Depends(services)) -> Response:

@@ -201,6 +201,26 @@ def test_sign_in_record_play_back_submit_and_upload_a_file(tmp_path: Path) -> No
 
 
 
+def _signed_in(browser, app, token: str):  # type: ignore[no-untyped-def]
+    """A page of the app, its uploads watched (WATCH_UPLOADS_JS), signed in with ``token``."""
+    page = browser.new_page()
+    page.set_default_timeout(30_000)
+    page.add_init_script(WATCH_UPLOADS_JS)
+    page.goto(app.base_url + "/")
+    page.fill("#token", token)
+    page.click("#signin")
+    page.wait_for_selector("#work:not([hidden])")
+    return page
+
+
+def _record(page, ms: int) -> None:  # type: ignore[no-untyped-def]
+    """Record ``ms`` milliseconds with the page's buttons, until Submit is enabled."""
+    page.click("#record")
+    page.wait_for_timeout(ms)
+    page.click("#stop")
+    page.wait_for_selector("#submit:not([disabled])")
+
+
 IDB_CLIP_JS = """() => new Promise((resolve) => {
   const open = indexedDB.open("curate-annotate", 1);
   open.onupgradeneeded = () => open.result.createObjectStore("unsent");
@@ -222,17 +242,8 @@ def test_a_recording_survives_a_failed_upload_and_a_reload(tmp_path: Path) -> No
     spoken = dict((p.stem, p) for p, _ in lj_clips())["LJ001-0001"]
     with annotation_app(tmp_path / "app", images=2) as app, chromium(spoken) as browser:
         token = app.add_annotator("alice")
-        page = browser.new_page()
-        page.set_default_timeout(30_000)
-        page.add_init_script(WATCH_UPLOADS_JS)
-        page.goto(app.base_url + "/")
-        page.fill("#token", token)
-        page.click("#signin")
-        page.wait_for_selector("#work:not([hidden])")
-        page.click("#record")
-        page.wait_for_timeout(3000)
-        page.click("#stop")
-        page.wait_for_selector("#submit:not([disabled])")
+        page = _signed_in(browser, app, token)
+        _record(page, 3000)
         size = page.evaluate(IDB_CLIP_JS)
         assert size and size > 1000, size  # kept in the browser from the moment it stopped
         page.on("dialog", lambda d: d.accept())  # a 3 s recording: "submit anyway?" -> yes
@@ -284,18 +295,9 @@ def test_the_server_down_during_submit_then_back_the_clip_is_stored_once(tmp_pat
     spoken = dict((p.stem, p) for p, _ in lj_clips())["LJ001-0002"]
     with annotation_app(tmp_path / "app", images=2) as app, chromium(spoken) as browser:
         token = app.add_annotator("bo")
-        page = browser.new_page()
-        page.set_default_timeout(30_000)
-        page.add_init_script(WATCH_UPLOADS_JS)
+        page = _signed_in(browser, app, token)
         page.on("dialog", lambda d: d.accept())  # a short recording: "submit anyway?" -> yes
-        page.goto(app.base_url + "/")
-        page.fill("#token", token)
-        page.click("#signin")
-        page.wait_for_selector("#work:not([hidden])")
-        page.click("#record")
-        page.wait_for_timeout(3000)
-        page.click("#stop")
-        page.wait_for_selector("#submit:not([disabled])")
+        _record(page, 3000)
 
         app.stop()  # the server goes down
         page.click("#submit")
